@@ -1,0 +1,1 @@
+"""File formats the methods read and write (point clouds as numpy structured arrays)."""

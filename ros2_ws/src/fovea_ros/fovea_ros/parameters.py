@@ -1,0 +1,133 @@
+"""Node parameters: declared with descriptors, defaults read from ``config/<node>.yaml``, validated at start.
+
+Precedence, lowest first: the ``Param`` default in code, the node's YAML in ``config/`` (the same file the
+launch files pass), then anything given at launch (``--ros-args -p`` / ``--params-file``). A value that is
+out of range, of the wrong type, not among the allowed choices, or a key that no parameter declares, stops
+the node at start with a message that names the parameter.
+"""
+from __future__ import annotations
+
+import array
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import yaml
+
+
+class ParameterError(ValueError):
+    """A parameter value (or a config key) is invalid; the message names the parameter."""
+
+
+@dataclass(frozen=True)
+class Param:
+    name: str
+    default: Any
+    description: str
+    choices: Sequence[Any] = ()
+    min_value: float | None = None
+    max_value: float | None = None
+    check: Callable[[Any], str | None] | None = field(default=None, compare=False)  # returns why it is bad
+
+    def validate(self, value: Any) -> None:
+        """Raise ParameterError naming this parameter when ``value`` is not acceptable."""
+        expected = type(self.default)
+        if expected is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if not isinstance(value, expected) or (expected is not bool and isinstance(value, bool)):
+            raise ParameterError(f"parameter '{self.name}': expected {expected.__name__}, got {value!r}")
+        if self.choices and value not in self.choices:
+            raise ParameterError(f"parameter '{self.name}': {value!r} is not one of {list(self.choices)}")
+        if self.min_value is not None and value < self.min_value:
+            raise ParameterError(f"parameter '{self.name}': {value!r} is below the minimum {self.min_value}")
+        if self.max_value is not None and value > self.max_value:
+            raise ParameterError(f"parameter '{self.name}': {value!r} is above the maximum {self.max_value}")
+        problem = self.check(value) if self.check else None
+        if problem:
+            raise ParameterError(f"parameter '{self.name}': {problem}")
+
+
+def config_dir() -> Path | None:
+    """Where the node YAMLs are: $FOVEA_CONFIG_DIR, $FOVEA_ROOT/config, or fovea_bringup's share dir."""
+    if os.environ.get("FOVEA_CONFIG_DIR"):
+        return Path(os.environ["FOVEA_CONFIG_DIR"])
+    if os.environ.get("FOVEA_ROOT"):
+        return Path(os.environ["FOVEA_ROOT"]) / "config"
+    try:
+        from ament_index_python.packages import get_package_share_directory
+        return Path(get_package_share_directory("fovea_bringup")) / "config"
+    except Exception:  # not installed as a ROS package: no default config
+        return None
+
+
+def load_node_config(path: str | Path, *node_names: str) -> dict[str, Any]:
+    """The ``ros__parameters`` of a ROS 2 parameter file for ``/**`` and then each of ``node_names``
+    (later sections win): a node renamed at launch still finds the section of its default name."""
+    with open(path, encoding="utf-8") as f:
+        data = yaml.safe_load(f) or {}
+    values: dict[str, Any] = {}
+    keys = ["/**"] + [k for name in node_names for k in (name, f"/{name}")]
+    for key in keys:
+        section = data.get(key) or {}
+        values.update(section.get("ros__parameters") or {})
+    return values
+
+
+def _flatten(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """ROS parameter files may nest names (``a: {b: 1}`` is parameter ``a.b``)."""
+    flat: dict[str, Any] = {}
+    for key, value in values.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{name}."))
+        else:
+            flat[name] = value
+    return flat
+
+
+def declare_and_validate(node, params: Sequence[Param], config_values: dict[str, Any],
+                         config_source: str) -> SimpleNamespace:
+    """Declare every parameter on an rclpy node and return their validated values by name."""
+    from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
+
+    known = {p.name for p in params} | {"use_sim_time"}
+    config_values = _flatten(config_values)
+    unknown = sorted(set(config_values) - known)
+    if unknown:
+        raise ParameterError(f"parameter '{unknown[0]}' in {config_source} is not a parameter of "
+                             f"{node.get_name()} (known: {', '.join(sorted(known - {'use_sim_time'}))})")
+    overrides = getattr(node, "_parameter_overrides", {}) or {}
+    unknown = sorted(set(overrides) - known)
+    if unknown:
+        raise ParameterError(f"parameter '{unknown[0]}' given at launch is not a parameter of {node.get_name()}")
+
+    values = {}
+    for p in params:
+        default = config_values.get(p.name, p.default)
+        if isinstance(p.default, float) and isinstance(default, int) and not isinstance(default, bool):
+            default = float(default)
+        p.validate(default)
+        descriptor = ParameterDescriptor(description=p.description, read_only=True)
+        if p.choices:
+            descriptor.additional_constraints = f"one of {list(p.choices)}"
+        if isinstance(p.default, float) and (p.min_value is not None or p.max_value is not None):
+            descriptor.floating_point_range = [FloatingPointRange(
+                from_value=float(p.min_value if p.min_value is not None else -1e300),
+                to_value=float(p.max_value if p.max_value is not None else 1e300), step=0.0)]
+        elif isinstance(p.default, int) and not isinstance(p.default, bool) and (
+                p.min_value is not None or p.max_value is not None):
+            descriptor.integer_range = [IntegerRange(
+                from_value=int(p.min_value if p.min_value is not None else -(2 ** 62)),
+                to_value=int(p.max_value if p.max_value is not None else 2 ** 62), step=1)]
+        try:
+            value = node.declare_parameter(p.name, default, descriptor).value
+        except Exception as exc:  # rclpy rejects a launch override outside the descriptor's range
+            raise ParameterError(f"parameter '{p.name}': {exc}") from exc
+        if isinstance(value, array.array):  # rclpy hands numeric arrays back as array.array
+            value = list(value)
+        p.validate(value)
+        values[p.name] = value
+    return SimpleNamespace(**values)

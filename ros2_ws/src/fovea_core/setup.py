@@ -11,7 +11,7 @@ setup(
         ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
         (f"share/{PACKAGE}", ["package.xml"]),
     ],
-    install_requires=["numpy", "pyyaml"],
+    install_requires=["numpy", "pyyaml", "torch", "onnx", "onnxruntime", "open3d", "rosbags", "scipy"],
     zip_safe=True,
     maintainer="Fovea developers",
     description="Fovea method cores and inference backends (no ROS imports).",

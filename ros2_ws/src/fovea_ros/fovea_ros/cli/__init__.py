@@ -15,6 +15,7 @@ TOOLS: dict[str, tuple[str, str]] = {
     "info": ("fovea_ros.bag.info", "summarise a bag: topics, types, counts, time range"),
     "run": ("fovea_ros.graph", "start the nodes a graph YAML names (one process or one per node)"),
     "export": ("fovea_core.backends.export", "export a model to ONNX and check ONNX Runtime against PyTorch"),
+    "build-engine": ("fovea_core.backends.prebuild", "prebuild TensorRT engines into the engine cache (build_only)"),
     "demo": ("fovea_ros.demo", "the main job: replay the bundled bag through the suite and write a report"),
 }
 

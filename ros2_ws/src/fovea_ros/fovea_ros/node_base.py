@@ -114,10 +114,11 @@ class FoveaNode(Node):
             name=f"{self.NAME}-worker", on_drop=lambda item: self.drop("superseded: worker busy"),
             on_error=self._on_worker_error)
 
-    def submit(self, item: Any) -> None:
+    def submit(self, item: Any) -> bool:
+        """Queue ``item`` for the worker; False when an older pending item was discarded (and counted) for it."""
         if self._worker is None:
             raise RuntimeError("start_worker() was not called")
-        self._worker.submit(item)
+        return self._worker.submit(item)
 
     def run_timed(self, process: Callable[[Any], None], item: Any) -> None:
         with self.timed():

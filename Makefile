@@ -26,7 +26,7 @@ test-gpu: setup
 	@$(RUN) python -m pytest tests -m gpu $(PYTEST_ARGS)
 
 bench: setup
-	@$(RUN) for b in bench/*.py; do echo "== $$b"; python "$$b" --out out/bench || exit 1; done
+	@$(RUN) for b in bench/*.py; do echo "== $$b"; python "$$b" || exit 1; done
 
 clean:
 	rm -rf ros2_ws/build ros2_ws/install ros2_ws/log out

@@ -1,0 +1,28 @@
+"""Registration node (VBReg odometry / localization / RegisterClouds service), parameters from
+config/registration.yaml; optional RViz.
+
+    ros2 launch fovea_bringup registration.launch.py use_sim_time:=true rviz:=true
+"""
+import os
+
+from ament_index_python.packages import get_package_share_directory
+from launch import LaunchDescription
+from launch.actions import DeclareLaunchArgument
+from launch.conditions import IfCondition
+from launch.substitutions import LaunchConfiguration
+from launch_ros.actions import Node
+
+
+def generate_launch_description():
+    share = get_package_share_directory("fovea_bringup")
+    config = os.path.join(share, "config", "registration.yaml")
+    rviz_config = os.path.join(share, "rviz", "registration.rviz")
+    return LaunchDescription([
+        DeclareLaunchArgument("use_sim_time", default_value="false"),
+        DeclareLaunchArgument("rviz", default_value="false"),
+        Node(package="fovea_ros", executable="registration_node", name="registration", output="screen",
+             parameters=[config, {"use_sim_time": LaunchConfiguration("use_sim_time")}]),
+        Node(package="rviz2", executable="rviz2", name="rviz2", arguments=["-d", rviz_config],
+             parameters=[{"use_sim_time": LaunchConfiguration("use_sim_time")}],
+             condition=IfCondition(LaunchConfiguration("rviz"))),
+    ])

@@ -1,0 +1,59 @@
+"""Loading the trained VBReg network: state dict (``weights_only=True``) + JSON config, or its ONNX export,
+behind the project's InferenceBackend so the pipeline never cares which runtime scores correspondences."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from fovea_core.paths import models_dir
+
+from .network import InferenceNetwork, VBRegConfig, VBRegNetwork
+
+DEFAULT_MODEL_DIR = models_dir() / "registration"
+WEIGHTS_NAME = "vbreg.pt"
+CONFIG_NAME = "vbreg.json"
+ONNX_NAME = "vbreg.onnx"
+
+
+def save_network(network: VBRegNetwork, directory: str | Path) -> Path:
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    torch.save(network.state_dict(), directory / WEIGHTS_NAME)
+    (directory / CONFIG_NAME).write_text(json.dumps(network.config.to_dict(), indent=2) + "\n")
+    return directory / WEIGHTS_NAME
+
+
+def load_network(directory: str | Path = DEFAULT_MODEL_DIR) -> VBRegNetwork:
+    directory = Path(directory)
+    config = VBRegConfig(**json.loads((directory / CONFIG_NAME).read_text()))
+    network = VBRegNetwork(config)
+    network.load_state_dict(torch.load(directory / WEIGHTS_NAME, map_location="cpu", weights_only=True))
+    return network.eval()
+
+
+def load_scorer(backend: str = "torch", model_dir: str | Path = DEFAULT_MODEL_DIR, onnx_path: str | Path | None = None):
+    """An object with ``run({"correspondences": (1, N, 6) float32}) -> {"inlier_logits", "features"}``."""
+    from fovea_core.backends import load_backend
+
+    model_dir = Path(model_dir)
+    if backend == "torch":
+        return load_backend(
+            "torch",
+            torch_module=InferenceNetwork(load_network(model_dir)),
+            input_names=InferenceNetwork.input_names,
+            output_names=InferenceNetwork.output_names,
+        )
+    path = Path(onnx_path) if onnx_path else model_dir / ONNX_NAME
+    if not path.exists():
+        raise FileNotFoundError(f"VBReg ONNX model not found at {path}; export it with fovea_core.registration.export")
+    return load_backend(backend, onnx_path=str(path))
+
+
+def normalize_correspondences(stacked: np.ndarray, inlier_threshold: float) -> np.ndarray:
+    """Centre source and target separately and express them in units of τ: the network's input frame."""
+    source = stacked[:, :3] - stacked[:, :3].mean(axis=0)
+    target = stacked[:, 3:] - stacked[:, 3:].mean(axis=0)
+    return (np.hstack([source, target]) / inlier_threshold).astype(np.float32)

@@ -1,0 +1,329 @@
+"""Point cloud registration node (VBReg / SC2 / RANSAC from fovea_core.registration).
+
+Modes (parameter ``mode``):
+- ``odometry``: each scan is registered to the last keyframe; publishes ``nav_msgs/Odometry`` on
+  ``odom_topic`` and TF ``odom_frame → base_frame``. A new keyframe starts when the motion since the
+  current one exceeds ``keyframe_distance`` or ``keyframe_angle_deg``.
+- ``localization``: each scan is registered to a map cloud (``map_file`` PLY/PCD, or the latest message on
+  ``map_topic``); publishes the pose in ``map_frame`` on ``pose_topic`` and TF ``map_frame → odom_frame``
+  (using ``odom_frame → base_frame`` from /tf when available, identity otherwise).
+- always: service ``register_clouds`` (fovea_msgs/srv/RegisterClouds) aligning two clouds of the request.
+
+Scans are taken to be in ``base_frame`` (the lidar mounted at base_link, as in the bag this repo ships).
+A result below the confidence thresholds is counted as a failure in /diagnostics and never published as a
+pose. Degenerate scans (too few points, NaNs only, a plane...) are dropped with their reason.
+"""
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+from fovea_msgs.srv import RegisterClouds
+from nav_msgs.msg import Odometry
+from sensor_msgs.msg import PointCloud2
+from tf2_msgs.msg import TFMessage
+
+from fovea_core.geometry.transforms import invert_rigid, rigid_transform, translation_quaternion
+from fovea_core.io.cloud_files import read_cloud
+from fovea_core.registration.pipeline import METHODS, DegenerateInputError, Registration, RegistrationConfig
+from fovea_core.registration.rigid import apply_transform
+from fovea_ros.conversions import MessageLayoutError, array_to_pointcloud2, pointcloud2_to_array
+from fovea_ros.node_base import FoveaNode, run_node, stamp_to_ns
+from fovea_ros.parameters import Param, ParameterError
+from fovea_ros.tf_buffer import TfBuffer, TransformLookupError, matrix_to_transform_stamped, subscribe_tf
+
+
+def cloud_xyz(msg: PointCloud2) -> np.ndarray:
+    """PointCloud2 → (N, 3) float64; raises MessageLayoutError / ValueError on malformed messages."""
+    points = pointcloud2_to_array(msg).reshape(-1)
+    names = set(points.dtype.names or ())
+    if not {"x", "y", "z"} <= names:
+        raise ValueError(f"cloud needs x, y, z fields, got {sorted(names)}")
+    return np.stack([points["x"], points["y"], points["z"]], axis=1).astype(np.float64)
+
+
+def xyz_cloud(points: np.ndarray, header) -> PointCloud2:
+    structured = np.zeros(len(points), dtype=[("x", "<f4"), ("y", "<f4"), ("z", "<f4")])
+    structured["x"], structured["y"], structured["z"] = points.T
+    return array_to_pointcloud2(structured, header)
+
+
+class RegistrationNode(FoveaNode):
+    NAME = "registration"
+    PARAMETERS = (
+        Param("mode", "odometry", "odometry | localization", choices=("odometry", "localization")),
+        Param("input_topic", "points_in", "PointCloud2 scans to register"),
+        Param("method", "vbreg", "registration method", choices=METHODS),
+        Param("backend", "onnxruntime", "network runtime for vbreg", choices=("torch", "onnxruntime", "tensorrt")),
+        Param("model_dir", "", "folder with vbreg.pt / vbreg.json / vbreg.onnx; empty: models/registration"),
+        Param("voxel_size", 0.5, "downsampling voxel before FPFH, metres", min_value=1e-3, max_value=10.0),
+        Param("inlier_threshold", 1.2, "τ: correspondence inlier distance, metres", min_value=1e-3, max_value=20.0),
+        Param("max_correspondences", 300, "random subset of FPFH matches beyond this", min_value=10, max_value=20000),
+        Param("min_points", 50, "scans with fewer points after downsampling are rejected", min_value=3),
+        Param("min_inlier_count", 10, "success threshold: inlier correspondences", min_value=3),
+        Param("min_inlier_ratio", 0.0, "success threshold: inliers / correspondences", min_value=0.0, max_value=1.0),
+        Param("min_fitness", 0.05, "success threshold: aligned overlap fraction", min_value=0.0, max_value=1.0),
+        Param("icp", False, "polish with Open3D point-to-point ICP"),
+        Param("odom_frame", "odom", "odometry frame"),
+        Param("base_frame", "base_link", "robot frame (the scans' frame)"),
+        Param("map_frame", "map", "map frame (localization)"),
+        Param("odom_topic", "odom", "nav_msgs/Odometry output (odometry mode)"),
+        Param("pose_topic", "pose", "nav_msgs/Odometry in the map frame (localization mode)"),
+        Param("keyframe_distance", 1.0, "new keyframe after this translation, metres", min_value=0.0),
+        Param("keyframe_angle_deg", 10.0, "new keyframe after this rotation, degrees", min_value=0.0),
+        Param("map_file", "", "PLY/PCD map cloud for localization"),
+        Param("map_topic", "", "PointCloud2 map for localization (used when map_file is empty)"),
+        Param("publish_tf", True, "broadcast the TF of the mode"),
+        Param("publish_aligned", False, "publish the aligned scan (debug) on aligned_points"),
+        Param("ground_truth_topic", "", "nav_msgs/Odometry ground truth (e.g. from a bag): when set, the pose "
+              "error at matching stamps is reported in /diagnostics"),
+    )
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        p = self.params
+        if p.mode == "localization" and not (p.map_file or p.map_topic):
+            raise ParameterError("parameter 'map_file': localization needs map_file or map_topic")
+        config = RegistrationConfig(
+            method=p.method, voxel_size=p.voxel_size, inlier_threshold=p.inlier_threshold,
+            max_correspondences=p.max_correspondences, min_points=p.min_points, backend=p.backend,
+            icp=p.icp, min_inlier_count=p.min_inlier_count, min_inlier_ratio=p.min_inlier_ratio,
+            min_fitness=p.min_fitness, **({"model_dir": p.model_dir} if p.model_dir else {}),
+        )
+        self.registration = Registration(config)
+        if p.method == "vbreg":
+            try:  # load the model once at start: a missing model is a start-up error, not a per-scan one
+                self.registration.scorer  # noqa: B018
+            except (FileNotFoundError, OSError, ValueError) as exc:
+                raise ParameterError(f"parameter 'model_dir': cannot load the VBReg model: {exc}") from exc
+        self._lock = threading.Lock()  # the service and the worker share the registration object
+        self._truth_lock = threading.Lock()  # separate: ground truth must not wait for a registration
+        self.keyframe = None  # DescribedCloud
+        self.pose_odom_keyframe = np.eye(4)
+        self.pose_odom_base = np.eye(4)
+        self.map_cloud = None
+        self.successes = 0
+        self.failures = 0
+        self.tf_publisher = self.create_publisher(TFMessage, "/tf", 100)
+        self.aligned_publisher = (self.create_publisher(PointCloud2, "aligned_points", self.sensor_qos())
+                                  if p.publish_aligned else None)
+        if p.mode == "odometry":
+            self.pose_publisher = self.create_publisher(Odometry, p.odom_topic, 10)
+        else:
+            self.pose_publisher = self.create_publisher(Odometry, p.pose_topic, 10)
+            self.tf_buffer = TfBuffer()
+            subscribe_tf(self, self.tf_buffer)
+            if p.map_file:
+                self._set_map(self._read_map_file(p.map_file))
+            else:
+                self.create_subscription(PointCloud2, p.map_topic, self.on_map, 1)
+        self.ground_truth: dict[int, np.ndarray] = {}
+        self.first_ground_truth = None
+        self.max_translation_error = 0.0
+        self.max_rotation_error = 0.0
+        if p.ground_truth_topic:
+            self.create_subscription(Odometry, p.ground_truth_topic, self.on_ground_truth, 50)
+        self.create_subscription(PointCloud2, p.input_topic, self.on_cloud, self.sensor_qos())
+        self.create_service(RegisterClouds, "register_clouds", self.on_register_clouds)
+        self.start_worker(self.process)
+        self.set_diagnostic("mode", p.mode)
+        self.set_diagnostic("method", p.method)
+
+    # ---- inputs ------------------------------------------------------------------------------------
+    def _read_map_file(self, path: str) -> np.ndarray:
+        try:
+            cloud = read_cloud(path)
+        except (OSError, ValueError) as exc:
+            raise ParameterError(f"parameter 'map_file': cannot read {path}: {exc}") from exc
+        return np.stack([cloud["x"], cloud["y"], cloud["z"]], axis=1).astype(np.float64)
+
+    def _set_map(self, points: np.ndarray) -> None:
+        try:
+            with self._lock:
+                self.map_cloud = self.registration.prepare(points, "map")
+            self.set_diagnostic("map_points", len(self.map_cloud.points))
+        except DegenerateInputError as exc:
+            raise ParameterError(f"parameter 'map_file': unusable map: {exc}") from exc
+
+    def on_map(self, msg: PointCloud2) -> None:
+        try:
+            with self._lock:
+                self.map_cloud = self.registration.prepare(cloud_xyz(msg), "map")
+            self.set_diagnostic("map_points", len(self.map_cloud.points))
+        except (MessageLayoutError, ValueError) as exc:  # DegenerateInputError is a ValueError
+            self.drop("unusable map", str(exc))
+
+    def on_ground_truth(self, msg: Odometry) -> None:
+        position, orientation = msg.pose.pose.position, msg.pose.pose.orientation
+        pose = rigid_transform((position.x, position.y, position.z),
+                               (orientation.x, orientation.y, orientation.z, orientation.w))
+        with self._truth_lock:
+            self.ground_truth[stamp_to_ns(msg.header.stamp)] = pose
+            while len(self.ground_truth) > 1000:
+                self.ground_truth.pop(next(iter(self.ground_truth)))
+
+    def _report_pose_error(self, stamp_ns: int, pose: np.ndarray) -> None:
+        """Odometry starts at identity; ground truth may not, so compare poses relative to the first scan."""
+        with self._truth_lock:
+            truth = self.ground_truth.get(stamp_ns)
+        if truth is None:
+            return
+        if self.first_ground_truth is None:
+            self.first_ground_truth = truth
+        relative_truth = invert_rigid(self.first_ground_truth) @ truth if self.params.mode == "odometry" else truth
+        translation_error = float(np.linalg.norm(pose[:3, 3] - relative_truth[:3, 3]))
+        cosine = (np.trace(pose[:3, :3].T @ relative_truth[:3, :3]) - 1.0) / 2.0
+        rotation_error = float(np.degrees(np.arccos(np.clip(cosine, -1.0, 1.0))))
+        self.max_translation_error = max(self.max_translation_error, translation_error)
+        self.max_rotation_error = max(self.max_rotation_error, rotation_error)
+        self.set_diagnostic("pose_error_translation_m", translation_error)
+        self.set_diagnostic("pose_error_rotation_deg", rotation_error)
+        self.set_diagnostic("pose_error_translation_max_m", self.max_translation_error)
+        self.set_diagnostic("pose_error_rotation_max_deg", self.max_rotation_error)
+
+    def on_cloud(self, msg: PointCloud2) -> None:
+        topic = self.params.input_topic
+        self.count_input(topic)
+        if not self.accept_stamp(topic, msg.header.stamp):
+            return
+        try:
+            points = cloud_xyz(msg)
+        except (MessageLayoutError, ValueError) as exc:
+            self.drop("malformed cloud", str(exc))
+            return
+        self.submit((msg.header, points))
+
+    # ---- work --------------------------------------------------------------------------------------
+    def process(self, item) -> None:
+        header, points = item
+        try:
+            with self._lock:
+                scan = self.registration.prepare(points, "scan")
+        except DegenerateInputError as exc:
+            self.drop("degenerate scan", str(exc))
+            self.set_diagnostic("last_result", f"degenerate scan: {exc}")
+            return
+        if self.params.mode == "odometry":
+            self._odometry_step(header, scan)
+        else:
+            self._localization_step(header, scan)
+
+    def _register(self, scan, reference):
+        try:
+            with self._lock:
+                return self.registration.register_prepared(scan, reference)
+        except DegenerateInputError as exc:
+            self.drop("degenerate scan", str(exc))
+            self.set_diagnostic("last_result", str(exc))
+            return None
+
+    def _report(self, result) -> bool:
+        self.set_diagnostic("inlier_ratio", float(result.inlier_ratio))
+        self.set_diagnostic("inlier_count", result.inlier_count)
+        self.set_diagnostic("fitness", float(result.fitness))
+        self.set_diagnostic("last_result", result.message)
+        if result.success:
+            self.successes += 1
+        else:
+            self.failures += 1
+            self.drop("registration below confidence thresholds", result.message)
+        self.set_diagnostic("registrations_ok", self.successes)
+        self.set_diagnostic("registrations_failed", self.failures)
+        return result.success
+
+    def _odometry_step(self, header, scan) -> None:
+        if self.keyframe is None:
+            self.keyframe, self.pose_odom_keyframe = scan, np.eye(4)
+            self._publish_pose(header, self.params.odom_frame, np.eye(4), scan)
+            return
+        result = self._register(scan, self.keyframe)
+        if result is None or not self._report(result):
+            return
+        self.pose_odom_base = self.pose_odom_keyframe @ result.transform
+        self._publish_pose(header, self.params.odom_frame, self.pose_odom_base, scan)
+        moved = np.linalg.norm(result.transform[:3, 3])
+        turned = np.degrees(np.arccos(np.clip((np.trace(result.transform[:3, :3]) - 1) / 2, -1, 1)))
+        if moved > self.params.keyframe_distance or turned > self.params.keyframe_angle_deg:
+            self.keyframe, self.pose_odom_keyframe = scan, self.pose_odom_base
+            self.set_diagnostic("keyframes", self.successes)
+
+    def _localization_step(self, header, scan) -> None:
+        if self.map_cloud is None:
+            self.drop("no map yet", f"waiting for {self.params.map_topic}")
+            return
+        result = self._register(scan, self.map_cloud)
+        if result is None or not self._report(result):
+            return
+        pose_map_base = result.transform
+        self._publish_pose(header, self.params.map_frame, pose_map_base, scan)
+
+    # ---- outputs -----------------------------------------------------------------------------------
+    def _publish_pose(self, header, frame: str, pose: np.ndarray, scan) -> None:
+        p = self.params
+        msg = Odometry()
+        msg.header.stamp = header.stamp
+        msg.header.frame_id = frame
+        msg.child_frame_id = p.base_frame
+        translation, quaternion = translation_quaternion(pose)
+        position, orientation = msg.pose.pose.position, msg.pose.pose.orientation
+        position.x, position.y, position.z = map(float, translation)
+        orientation.x, orientation.y, orientation.z, orientation.w = map(float, quaternion)
+        self.pose_publisher.publish(msg)
+        stamp_ns = stamp_to_ns(header.stamp)
+        if self.params.ground_truth_topic:
+            self._report_pose_error(stamp_ns, pose)
+        if p.publish_tf:
+            if p.mode == "odometry":
+                tf = matrix_to_transform_stamped(pose, p.odom_frame, p.base_frame, stamp_ns)
+            else:
+                try:
+                    odom_base = self.tf_buffer.lookup_matrix(p.odom_frame, p.base_frame, stamp_ns)
+                    self.set_diagnostic("odom_source", "tf")
+                except TransformLookupError:
+                    odom_base = np.eye(4)
+                    self.set_diagnostic("odom_source", f"identity ({p.odom_frame}→{p.base_frame} not in /tf)")
+                tf = matrix_to_transform_stamped(pose @ invert_rigid(odom_base), p.map_frame, p.odom_frame, stamp_ns)
+            self.tf_publisher.publish(TFMessage(transforms=[tf]))
+        if self.aligned_publisher is not None:
+            aligned_header = type(header)(stamp=header.stamp, frame_id=frame)
+            self.aligned_publisher.publish(xyz_cloud(apply_transform(pose, scan.points), aligned_header))
+
+    # ---- service -----------------------------------------------------------------------------------
+    def on_register_clouds(self, request, response):
+        method = request.method or self.params.method
+        if method not in METHODS:
+            response.success, response.message = False, f"unknown method {method!r}; one of {list(METHODS)}"
+            return response
+        try:
+            source, target = cloud_xyz(request.source), cloud_xyz(request.target)
+            with self._lock, self.timed():
+                result = self.registration.register(source, target, method=method)
+        except (MessageLayoutError, ValueError) as exc:  # includes DegenerateInputError
+            self.drop("service request rejected", str(exc))
+            response.success, response.message = False, f"rejected: {exc}"
+            return response
+        self._report(result)
+        response.success = bool(result.success)
+        response.message = result.message if not result.success else (
+            f"ok: {method}, {result.inlier_count}/{result.num_correspondences} inliers, "
+            f"{result.timings['total'] * 1e3:.0f} ms")
+        if result.success:
+            translation, quaternion = translation_quaternion(result.transform)
+            t, q = response.transform.translation, response.transform.rotation
+            t.x, t.y, t.z = map(float, translation)
+            q.x, q.y, q.z, q.w = map(float, quaternion)
+        response.fitness = float(result.fitness)
+        response.inlier_count = int(result.inlier_count)
+        response.inlier_ratio = float(result.inlier_ratio)
+        return response
+
+
+NODE_CLASS = RegistrationNode
+
+
+def main(args=None) -> int:
+    return run_node(RegistrationNode, args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -8,7 +8,7 @@ RUN := source env.sh &&
 help:
 	@echo "make demo   - set up, then replay the bundled bag through the suite; outputs + report in out/demo/"
 	@echo "make test   - set up, then run the test suite (pytest)"
-	@echo "make bench  - set up, then run the benchmarks in bench/ (results in out/bench/)"
+	@echo "make bench  - set up, then run the benchmarks in bench/ (results in bench/results/)"
 	@echo "make setup  - only the set-up (.venv, ROS 2 wheels, colcon build, env.sh); idempotent"
 
 setup:

@@ -1,0 +1,49 @@
+"""One multi-camera frame as every TPV component sees it, real (nuScenes reader) or generated.
+
+All geometry is in base_link (nuScenes "ego": x forward, y left, z up, origin on the ground under the rear
+axle). Images are uint8 RGB (N, H, W, 3); intrinsics follow the OpenCV convention (pixel centres at integer
+coordinates); ``cam2ego`` maps points from each camera's optical frame (z forward, x right, y down) to base_link.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+
+@dataclass
+class Frame:
+    camera_names: list[str]
+    images: np.ndarray            # (N, H, W, 3) uint8
+    intrinsics: np.ndarray        # (N, 3, 3) float64, for the stored image size
+    cam2ego: np.ndarray           # (N, 4, 4) float64
+    points: np.ndarray            # (P, 3) float32 lidar points in base_link
+    point_labels: np.ndarray | None = None   # (P,) int64 class ids, when known
+    voxel_labels: np.ndarray | None = None   # (X, Y, Z) int64 dense ground truth, when known
+    boxes: list[dict] = field(default_factory=list)  # base_link boxes: center, size, yaw, category
+    stamp_ns: int = 0
+
+    @property
+    def image_size(self) -> tuple[int, int]:
+        """(width, height) of the stored images."""
+        return int(self.images.shape[2]), int(self.images.shape[1])
+
+    def save(self, path: str | Path) -> None:
+        extra = {}
+        if self.point_labels is not None:
+            extra["point_labels"] = self.point_labels.astype(np.uint8)
+        if self.voxel_labels is not None:
+            extra["voxel_labels"] = self.voxel_labels.astype(np.uint8)
+        np.savez_compressed(path, camera_names=np.array(self.camera_names), images=self.images,
+                            intrinsics=self.intrinsics, cam2ego=self.cam2ego,
+                            points=self.points.astype(np.float32), stamp_ns=np.int64(self.stamp_ns), **extra)
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Frame":
+        with np.load(path) as data:
+            return cls(camera_names=[str(n) for n in data["camera_names"]], images=data["images"],
+                       intrinsics=data["intrinsics"], cam2ego=data["cam2ego"], points=data["points"],
+                       point_labels=data["point_labels"].astype(np.int64) if "point_labels" in data else None,
+                       voxel_labels=data["voxel_labels"].astype(np.int64) if "voxel_labels" in data else None,
+                       stamp_ns=int(data["stamp_ns"]))

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from diagnostic_msgs.msg import DiagnosticArray
 from fovea_msgs.srv import QueryPoints
-from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from rclpy.qos import qos_profile_sensor_data
 from rclpy.serialization import deserialize_message
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 from visualization_msgs.msg import MarkerArray
@@ -20,13 +20,12 @@ from visualization_msgs.msg import MarkerArray
 from fovea_core.geometry.camera import CameraCalibration
 from fovea_core.paths import repo_root
 from fovea_ros.bag.reader import BagReader
-from fovea_ros.bag.typestore import import_message_class
+from fovea_ros.bag.replay import BagPlayer, ReplayOptions
 from fovea_ros.conversions import array_to_image, calibration_to_camera_info, pointcloud2_to_array
 
 pytestmark = pytest.mark.ros
 BAG = repo_root() / "bags" / "nuscenes_sample"
 CAMS = ["cam_front", "cam_front_right", "cam_front_left", "cam_back", "cam_back_left", "cam_back_right"]
-STATIC_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
 
 
 def start_node(peer, start_python, *params):
@@ -52,21 +51,13 @@ def diagnostic_values(outputs):
 
 def test_replayed_real_bag_gives_occupancy_labels_and_answers_queries(peer, start_python):
     outputs, client, proc = start_node(peer, start_python)
-    publishers, messages = {}, []
     with BagReader(BAG) as reader:
-        for m in reader.messages():
-            cls = import_message_class(m.msgtype)
-            if m.topic not in publishers:
-                qos = STATIC_QOS if m.topic == "/tf_static" else qos_profile_sensor_data
-                publishers[m.topic] = peer.node.create_publisher(cls, m.topic, qos)
-            messages.append((m.topic, deserialize_message(m.data, cls)))
-    for topic, pub in publishers.items():
-        if topic != "/tf_static":
-            peer.wait_for_subscribers(pub)
-    for topic, msg in messages:  # tf_static, then three camera sets (6 infos, 6 images, lidar each)
-        publishers[topic].publish(msg)
-        time.sleep(0.02 if topic.endswith("camera_info") else 0.15)
-    front_image_stamps = [msg.header.stamp for topic, msg in messages if topic == "/cam_front/image_raw"]
+        front_image_stamps = [deserialize_message(m.data, Image).header.stamp
+                              for m in reader.messages(["/cam_front/image_raw"])]
+    # the bag through the replay tool, at its recorded timing, once the node listens on every topic
+    with BagPlayer(BAG, ReplayOptions(wait_for_subscribers=1, wait_timeout_s=30.0)) as player:
+        summary = player.play()
+    assert sum(summary.published.values()) == 3 * 13 + 1 and not summary.skipped, summary.format()
     assert peer.wait_for(lambda: len(outputs["occupancy"]) >= 1 and len(outputs["points"]) >= 1, 60), \
         f"no outputs; diagnostics: {diagnostic_values(outputs)}"
     occ = outputs["occupancy"][0]

@@ -26,6 +26,7 @@ from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 from std_msgs.msg import ColorRGBA
 from visualization_msgs.msg import Marker, MarkerArray
 
+from fovea_core.geometry.transforms import transform_points
 from fovea_core.tpv.inference import TPVInference
 from fovea_core.tpv.scenes import CLASS_COLORS, CLASS_NAMES
 from fovea_ros.conversions import (MessageLayoutError, UnsupportedEncodingError, array_to_pointcloud2,
@@ -197,7 +198,7 @@ class TpvOccupancyNode(FoveaNode):
                 self.drop("extrinsics unknown", f"{p.base_frame} <- {lidar_msg.header.frame_id!r} (lidar)")
                 return
             xyz = np.stack([cloud["x"], cloud["y"], cloud["z"]], 1).astype(np.float64)
-            lidar = (lidar_msg.header, cloud, (xyz @ T[:3, :3].T + T[:3, 3]).astype(np.float32))
+            lidar = (lidar_msg.header, cloud, transform_points(T, xyz).astype(np.float32))
         self.submit((images_msgs[0].header, images, Ks, extrinsics, lidar))
 
     # ---------------------------------------------------------------- worker thread
@@ -263,7 +264,7 @@ class TpvOccupancyNode(FoveaNode):
             except TransformLookupError as exc:
                 response.success, response.message = False, f"cannot transform {frame} -> {self.params.base_frame}: {exc}"
                 return response
-            pts = pts @ T[:3, :3].T + T[:3, 3]
+            pts = transform_points(T, pts)
         labels, conf = self.model.lookup(latest[1], pts)
         response.success = True
         response.message = f"occupancy of stamp {latest[0]} ns; t is ignored (no time axis)"

@@ -76,13 +76,13 @@ def load_node_config(path: str | Path, *node_names: str) -> dict[str, Any]:
     return values
 
 
-def _flatten(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+def flatten_parameters(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     """ROS parameter files may nest names (``a: {b: 1}`` is parameter ``a.b``)."""
     flat: dict[str, Any] = {}
     for key, value in values.items():
         name = f"{prefix}{key}"
         if isinstance(value, dict):
-            flat.update(_flatten(value, f"{name}."))
+            flat.update(flatten_parameters(value, f"{name}."))
         else:
             flat[name] = value
     return flat
@@ -94,7 +94,7 @@ def declare_and_validate(node, params: Sequence[Param], config_values: dict[str,
     from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 
     known = {p.name for p in params} | {"use_sim_time"}
-    config_values = _flatten(config_values)
+    config_values = flatten_parameters(config_values)
     unknown = sorted(set(config_values) - known)
     if unknown:
         raise ParameterError(f"parameter '{unknown[0]}' in {config_source} is not a parameter of "

@@ -1,0 +1,50 @@
+"""What robots load without this environment being able to run it: every node YAML in config/ names only
+parameters its node declares, with values the node accepts; launch files compile; RViz configs parse; the
+graph files name known executables."""
+import importlib
+import py_compile
+from pathlib import Path
+
+import pytest
+import yaml
+
+from fovea_ros.graph import load_graph, node_executables
+from fovea_ros.node_base import COMMON_PARAMETERS
+from fovea_ros.parameters import flatten_parameters, load_node_config
+
+REPO = Path(__file__).resolve().parents[2]
+NODE_CLASSES = {importlib.import_module(module).NODE_CLASS.NAME: importlib.import_module(module).NODE_CLASS
+                for module in node_executables().values()}
+
+
+@pytest.mark.parametrize("name", sorted(NODE_CLASSES))
+def test_node_config_matches_the_declared_parameters(name):
+    path = REPO / "config" / f"{name}.yaml"
+    assert path.is_file(), f"node {name} has no config/{name}.yaml"
+    params = {p.name: p for p in (*COMMON_PARAMETERS, *NODE_CLASSES[name].PARAMETERS)}
+    values = flatten_parameters(load_node_config(path, name))
+    assert values, f"{path} has no ros__parameters for {name}"
+    for key, value in values.items():
+        assert key in params, f"{path}: '{key}' is not a parameter of {name}"
+        params[key].validate(value)
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "launch").glob("*.launch.py")), ids=lambda p: p.name)
+def test_launch_files_compile(path):
+    py_compile.compile(str(path), doraise=True)
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "rviz").glob("*.rviz")), ids=lambda p: p.name)
+def test_rviz_configs_parse(path):
+    config = yaml.safe_load(path.read_text())
+    assert config["Visualization Manager"]["Displays"]
+
+
+def test_graph_files_name_known_executables():
+    graphs = [p for p in (REPO / "config").glob("*graph*.yaml")]
+    assert graphs
+    for graph in graphs:
+        for spec in load_graph(graph):
+            assert spec.executable in node_executables()
+            if spec.config:
+                assert (REPO / "config" / spec.config).is_file()

@@ -102,21 +102,24 @@ class InferenceBackend(abc.ABC):
 
     #: short backend kind: "torch", "onnxruntime" or "tensorrt"
     name: str = ""
+    # set by each implementation when it has loaded its model
+    _specs: list[TensorSpec]
+    _output_names: list[str]
 
     @property
-    @abc.abstractmethod
     def input_names(self) -> list[str]:
         """Input names in the order the model takes them."""
+        return [s.name for s in self._specs]
 
     @property
-    @abc.abstractmethod
     def output_names(self) -> list[str]:
         """Output names in the order the model returns them."""
+        return list(self._output_names)
 
     @property
     def input_specs(self) -> list[TensorSpec]:
         """Expected dtype/shape per input, as far as the backend knows them."""
-        return [TensorSpec(n) for n in self.input_names]
+        return list(self._specs)
 
     @abc.abstractmethod
     def run(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:

@@ -115,18 +115,6 @@ class OnnxRuntimeBackend(InferenceBackend):
         """Execution providers the session actually uses, in priority order."""
         return list(self._session.get_providers())
 
-    @property
-    def input_names(self) -> list[str]:
-        return [s.name for s in self._specs]
-
-    @property
-    def output_names(self) -> list[str]:
-        return list(self._output_names)
-
-    @property
-    def input_specs(self) -> list[TensorSpec]:
-        return list(self._specs)
-
     def run(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         check_inputs(self._specs, inputs)
         feed = {s.name: np.ascontiguousarray(inputs[s.name]) for s in self._specs}

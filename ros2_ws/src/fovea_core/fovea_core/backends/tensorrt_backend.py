@@ -303,18 +303,6 @@ class TensorRTBackend(InferenceBackend):
             outputs = list(output_names)
         self._output_names = outputs
 
-    @property
-    def input_names(self) -> list[str]:
-        return [s.name for s in self._specs]
-
-    @property
-    def output_names(self) -> list[str]:
-        return list(self._output_names)
-
-    @property
-    def input_specs(self) -> list[TensorSpec]:
-        return list(self._specs)
-
     def warmup(self, inputs: Mapping[str, np.ndarray] | None = None, iterations: int = 1) -> None:
         if inputs is None:
             # The profile's opt shapes are what the engine was tuned for: the natural warm-up input.

@@ -42,29 +42,16 @@ class TorchBackend(InferenceBackend):
             raise ValueError("precision fp16 with the torch backend needs a CUDA device")
         self._precision = precision
         self._module = module.to(self._device).eval()
-        self._input_names = list(input_names)
         self._output_names = list(output_names)
-        if input_specs is not None and [s.name for s in input_specs] != self._input_names:
+        if input_specs is not None and [s.name for s in input_specs] != list(input_names):
             raise ValueError("input_specs must list the same names as input_names, in the same order")
         self._specs = list(input_specs) if input_specs is not None else [TensorSpec(n) for n in input_names]
-
-    @property
-    def input_names(self) -> list[str]:
-        return list(self._input_names)
-
-    @property
-    def output_names(self) -> list[str]:
-        return list(self._output_names)
-
-    @property
-    def input_specs(self) -> list[TensorSpec]:
-        return list(self._specs)
 
     def run(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         import torch
 
         check_inputs(self._specs, inputs)
-        tensors = [torch.from_numpy(np.ascontiguousarray(inputs[n])).to(self._device) for n in self._input_names]
+        tensors = [torch.from_numpy(np.ascontiguousarray(inputs[n])).to(self._device) for n in self.input_names]
         autocast = (
             torch.autocast(device_type="cuda", dtype=torch.float16)
             if self._precision == "fp16"

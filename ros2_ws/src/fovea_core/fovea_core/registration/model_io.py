@@ -34,8 +34,10 @@ def load_network(directory: str | Path = DEFAULT_MODEL_DIR) -> VBRegNetwork:
     return network.eval()
 
 
-def load_scorer(backend: str = "torch", model_dir: str | Path = DEFAULT_MODEL_DIR, onnx_path: str | Path | None = None):
-    """An object with ``run({"correspondences": (1, N, 6) float32}) -> {"inlier_logits", "features"}``."""
+def load_scorer(backend: str = "torch", model_dir: str | Path = DEFAULT_MODEL_DIR, onnx_path: str | Path | None = None,
+                threads: int | None = None):
+    """An object with ``run({"correspondences": (1, N, 6) float32}) -> {"inlier_logits", "features"}``.
+    ``threads``: onnxruntime intra-op threads (None = its default); ignored by the other backends."""
     from fovea_core.backends import load_backend
 
     model_dir = Path(model_dir)
@@ -49,7 +51,8 @@ def load_scorer(backend: str = "torch", model_dir: str | Path = DEFAULT_MODEL_DI
     path = Path(onnx_path) if onnx_path else model_dir / ONNX_NAME
     if not path.exists():
         raise FileNotFoundError(f"VBReg ONNX model not found at {path}; export it with fovea_core.registration.export")
-    return load_backend(backend, onnx_path=str(path))
+    options = {"intra_op_threads": threads} if backend == "onnxruntime" and threads else {}
+    return load_backend(backend, onnx_path=str(path), **options)
 
 
 def normalize_correspondences(stacked: np.ndarray, inlier_threshold: float) -> np.ndarray:

@@ -10,11 +10,10 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 import open3d as o3d
-from scipy.spatial import cKDTree
 
 from .baselines import solve_ransac, solve_sc2
 from .compatibility import spatial_compatibility_rows
-from .features import Correspondences, DescribedCloud, describe, match_clouds, to_open3d
+from .features import SELECTIONS, Correspondences, DescribedCloud, describe, match_clouds, to_open3d
 from .model_io import DEFAULT_MODEL_DIR, load_scorer, normalize_correspondences
 from .rigid import apply_transform
 from .voting import VotingConfig, VotingResult, vote_and_fit
@@ -32,7 +31,9 @@ class RegistrationConfig:
     voxel_size: float = 0.05  # metres; FPFH radii are 2x / 5x this
     inlier_threshold: float = 0.10  # τ, metres (0.10 indoor RGB-D, 1.2 outdoor lidar)
     mutual: bool = True
-    max_correspondences: int = 1000  # random subset beyond this (the network's attention is N^2)
+    max_correspondences: int = 1000  # cap on the matches the network sees (its attention is N^2)
+    correspondence_selection: str = "random"  # beyond the cap: "random" subset | "ratio" (most distinctive)
+    fpfh_max_neighbors: int = 100  # histogram neighbours per point (within 5 voxels); fewer = faster FPFH
     min_points: int = 50  # per cloud after dropping non-finite points and downsampling
     min_correspondences: int = 10
     flatness_limit: float = 1e-4  # λ_min/λ_max of the point covariance below this → feature-less
@@ -45,6 +46,7 @@ class RegistrationConfig:
     refine_iterations: int = 10
     # network
     backend: str = "torch"  # torch | onnxruntime | tensorrt
+    network_threads: int = 0  # onnxruntime intra-op threads; 0 = the runtime's default (one per core)
     model_dir: str = str(DEFAULT_MODEL_DIR)
     onnx_path: str = ""
     # RANSAC baseline
@@ -63,6 +65,9 @@ class RegistrationConfig:
     def __post_init__(self) -> None:
         if self.method not in METHODS:
             raise ValueError(f"method must be one of {METHODS}, got {self.method!r}")
+        if self.correspondence_selection not in SELECTIONS:
+            raise ValueError(f"correspondence_selection must be one of {SELECTIONS}, "
+                             f"got {self.correspondence_selection!r}")
         for name in ("voxel_size", "inlier_threshold"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
@@ -126,7 +131,8 @@ class Registration:
     @property
     def scorer(self):
         if self._scorer is None:
-            self._scorer = load_scorer(self.config.backend, self.config.model_dir, self.config.onnx_path or None)
+            self._scorer = load_scorer(self.config.backend, self.config.model_dir, self.config.onnx_path or None,
+                                       threads=self.config.network_threads or None)
         return self._scorer
 
     def _check_cloud(self, points: np.ndarray, name: str) -> None:
@@ -145,7 +151,7 @@ class Registration:
 
     def prepare(self, points: np.ndarray, name: str = "cloud") -> DescribedCloud:
         """Validate, downsample and describe one cloud (reuse the result for a keyframe or a map)."""
-        described = describe(clean_points(points, name), self.config.voxel_size)
+        described = describe(clean_points(points, name), self.config.voxel_size, self.config.fpfh_max_neighbors)
         self._check_cloud(described.points, name)
         if not np.any(described.features):
             raise DegenerateInputError(f"{name} cloud has no usable FPFH descriptors (no neighbours within "
@@ -166,7 +172,7 @@ class Registration:
         start = time.perf_counter() if start is None else start
         timings: dict[str, float] = {}
         correspondences = match_clouds(source, target, cfg.mutual, max_correspondences=cfg.max_correspondences,
-                                       rng=np.random.default_rng(cfg.seed))
+                                       rng=np.random.default_rng(cfg.seed), selection=cfg.correspondence_selection)
         timings["features"] = time.perf_counter() - start
         if len(correspondences) < cfg.min_correspondences:
             raise DegenerateInputError(
@@ -188,7 +194,7 @@ class Registration:
             timings["icp"] = time.perf_counter() - tic
         residuals = np.linalg.norm(apply_transform(transform, correspondences.source) - correspondences.target, axis=1)
         inlier_mask = residuals < cfg.inlier_threshold
-        distances, _ = cKDTree(target.points).query(apply_transform(transform, source.points), k=1)
+        distances, _ = target.tree.query(apply_transform(transform, source.points), k=1)
         fitness = float(np.mean(distances < cfg.inlier_threshold))
         inlier_count = int(inlier_mask.sum())
         inlier_ratio = inlier_count / len(correspondences)

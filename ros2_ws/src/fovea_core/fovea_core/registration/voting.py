@@ -59,8 +59,13 @@ def select_seeds(source: np.ndarray, confidence: np.ndarray, config: VotingConfi
     """
     count = len(confidence)
     radius = config.nms_radius if config.nms_radius is not None else config.inlier_threshold
-    neighbours = cKDTree(source).query_ball_point(source, r=radius)
-    is_local_max = np.array([confidence[i] >= confidence[idx].max() for i, idx in enumerate(neighbours)])
+    # the most confident neighbour of each correspondence, over all pairs within the radius (vectorised:
+    # a per-point Python loop cost more than the rest of the voting at a few hundred correspondences)
+    pairs = cKDTree(source).query_pairs(r=radius, output_type="ndarray")
+    neighbour_best = np.asarray(confidence, dtype=np.float64).copy()
+    np.maximum.at(neighbour_best, pairs[:, 0], confidence[pairs[:, 1]])
+    np.maximum.at(neighbour_best, pairs[:, 1], confidence[pairs[:, 0]])
+    is_local_max = confidence >= neighbour_best
     wanted = min(count, max(config.min_seeds, int(round(config.seed_ratio * count))))
     candidates = np.flatnonzero(is_local_max)
     candidates = candidates[np.argsort(-confidence[candidates], kind="stable")]

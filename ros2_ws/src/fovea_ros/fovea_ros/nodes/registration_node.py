@@ -25,6 +25,7 @@ from tf2_msgs.msg import TFMessage
 
 from fovea_core.geometry.transforms import invert_rigid, rigid_transform, translation_quaternion
 from fovea_core.io.cloud_files import read_cloud
+from fovea_core.registration.features import SELECTIONS
 from fovea_core.registration.pipeline import METHODS, DegenerateInputError, Registration, RegistrationConfig
 from fovea_core.registration.rigid import apply_transform
 from fovea_ros.conversions import MessageLayoutError, array_to_pointcloud2, pointcloud2_to_array
@@ -58,7 +59,12 @@ class RegistrationNode(FoveaNode):
         Param("model_dir", "", "folder with vbreg.pt / vbreg.json / vbreg.onnx; empty: models/registration"),
         Param("voxel_size", 0.5, "downsampling voxel before FPFH, metres", min_value=1e-3, max_value=10.0),
         Param("inlier_threshold", 1.2, "τ: correspondence inlier distance, metres", min_value=1e-3, max_value=20.0),
-        Param("max_correspondences", 300, "random subset of FPFH matches beyond this", min_value=10, max_value=20000),
+        Param("max_correspondences", 300, "cap on the FPFH matches the network scores", min_value=10, max_value=20000),
+        Param("correspondence_selection", "random", "beyond the cap: 'ratio' keeps the most distinctive matches "
+              "(nearest / second-nearest descriptor distance), 'random' a uniform subset", choices=SELECTIONS),
+        Param("fpfh_max_neighbors", 100, "FPFH histogram neighbours per point (fewer = faster, less robust)",
+              min_value=5, max_value=1000),
+        Param("network_threads", 1, "onnxruntime intra-op threads; 0 = one per core", min_value=0, max_value=64),
         Param("min_points", 50, "scans with fewer points after downsampling are rejected", min_value=3),
         Param("min_inlier_count", 10, "success threshold: inlier correspondences", min_value=3),
         Param("min_inlier_ratio", 0.0, "success threshold: inliers / correspondences", min_value=0.0, max_value=1.0),
@@ -86,7 +92,9 @@ class RegistrationNode(FoveaNode):
             raise ParameterError("parameter 'map_file': localization needs map_file or map_topic")
         config = RegistrationConfig(
             method=p.method, voxel_size=p.voxel_size, inlier_threshold=p.inlier_threshold,
-            max_correspondences=p.max_correspondences, min_points=p.min_points, backend=p.backend,
+            max_correspondences=p.max_correspondences, correspondence_selection=p.correspondence_selection,
+            fpfh_max_neighbors=p.fpfh_max_neighbors, network_threads=p.network_threads,
+            min_points=p.min_points, backend=p.backend,
             icp=p.icp, min_inlier_count=p.min_inlier_count, min_inlier_ratio=p.min_inlier_ratio,
             min_fitness=p.min_fitness, **({"model_dir": p.model_dir} if p.model_dir else {}),
         )

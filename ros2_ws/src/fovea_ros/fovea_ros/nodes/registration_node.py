@@ -26,6 +26,7 @@ from tf2_msgs.msg import TFMessage
 from fovea_core.geometry.transforms import invert_rigid, rigid_transform, translation_quaternion
 from fovea_core.io.cloud_files import read_cloud
 from fovea_core.registration.features import SELECTIONS
+from fovea_core.registration.odometry import KeyframeOdometry, PoseErrorTracker
 from fovea_core.registration.pipeline import METHODS, DegenerateInputError, Registration, RegistrationConfig
 from fovea_core.registration.rigid import apply_transform
 from fovea_ros.conversions import MessageLayoutError, array_to_pointcloud2, pointcloud2_to_array
@@ -106,9 +107,7 @@ class RegistrationNode(FoveaNode):
                 raise ParameterError(f"parameter 'model_dir': cannot load the VBReg model: {exc}") from exc
         self._lock = threading.Lock()  # the service and the worker share the registration object
         self._truth_lock = threading.Lock()  # separate: ground truth must not wait for a registration
-        self.keyframe = None  # DescribedCloud
-        self.pose_odom_keyframe = np.eye(4)
-        self.pose_odom_base = np.eye(4)
+        self.odometry = KeyframeOdometry(p.keyframe_distance, p.keyframe_angle_deg)
         self.map_cloud = None
         self.successes = 0
         self.failures = 0
@@ -126,9 +125,7 @@ class RegistrationNode(FoveaNode):
             else:
                 self.create_subscription(PointCloud2, p.map_topic, self.on_map, 1)
         self.ground_truth: dict[int, np.ndarray] = {}
-        self.first_ground_truth = None
-        self.max_translation_error = 0.0
-        self.max_rotation_error = 0.0
+        self.pose_errors = PoseErrorTracker(relative_to_first=p.mode == "odometry")
         if p.ground_truth_topic:
             self.create_subscription(Odometry, p.ground_truth_topic, self.on_ground_truth, 50)
         self.create_subscription(PointCloud2, p.input_topic, self.on_cloud, self.sensor_qos())
@@ -171,23 +168,15 @@ class RegistrationNode(FoveaNode):
                 self.ground_truth.pop(next(iter(self.ground_truth)))
 
     def _report_pose_error(self, stamp_ns: int, pose: np.ndarray) -> None:
-        """Odometry starts at identity; ground truth may not, so compare poses relative to the first scan."""
         with self._truth_lock:
             truth = self.ground_truth.get(stamp_ns)
         if truth is None:
             return
-        if self.first_ground_truth is None:
-            self.first_ground_truth = truth
-        relative_truth = invert_rigid(self.first_ground_truth) @ truth if self.params.mode == "odometry" else truth
-        translation_error = float(np.linalg.norm(pose[:3, 3] - relative_truth[:3, 3]))
-        cosine = (np.trace(pose[:3, :3].T @ relative_truth[:3, :3]) - 1.0) / 2.0
-        rotation_error = float(np.degrees(np.arccos(np.clip(cosine, -1.0, 1.0))))
-        self.max_translation_error = max(self.max_translation_error, translation_error)
-        self.max_rotation_error = max(self.max_rotation_error, rotation_error)
+        translation_error, rotation_error = self.pose_errors.add(pose, truth)
         self.set_diagnostic("pose_error_translation_m", translation_error)
         self.set_diagnostic("pose_error_rotation_deg", rotation_error)
-        self.set_diagnostic("pose_error_translation_max_m", self.max_translation_error)
-        self.set_diagnostic("pose_error_rotation_max_deg", self.max_rotation_error)
+        self.set_diagnostic("pose_error_translation_max_m", self.pose_errors.max_translation_m)
+        self.set_diagnostic("pose_error_rotation_max_deg", self.pose_errors.max_rotation_deg)
 
     def on_cloud(self, msg: PointCloud2) -> None:
         topic = self.params.input_topic
@@ -240,20 +229,14 @@ class RegistrationNode(FoveaNode):
         return result.success
 
     def _odometry_step(self, header, scan) -> None:
-        if self.keyframe is None:
-            self.keyframe, self.pose_odom_keyframe = scan, np.eye(4)
-            self._publish_pose(header, self.params.odom_frame, np.eye(4), scan)
+        if self.odometry.keyframe is None:
+            self._publish_pose(header, self.params.odom_frame, self.odometry.start(scan), scan)
             return
-        result = self._register(scan, self.keyframe)
+        result = self._register(scan, self.odometry.keyframe)
         if result is None or not self._report(result):
             return
-        self.pose_odom_base = self.pose_odom_keyframe @ result.transform
-        self._publish_pose(header, self.params.odom_frame, self.pose_odom_base, scan)
-        moved = np.linalg.norm(result.transform[:3, 3])
-        turned = np.degrees(np.arccos(np.clip((np.trace(result.transform[:3, :3]) - 1) / 2, -1, 1)))
-        if moved > self.params.keyframe_distance or turned > self.params.keyframe_angle_deg:
-            self.keyframe, self.pose_odom_keyframe = scan, self.pose_odom_base
-            self.set_diagnostic("keyframes", self.successes)
+        self._publish_pose(header, self.params.odom_frame, self.odometry.update(scan, result.transform), scan)
+        self.set_diagnostic("keyframes", self.odometry.keyframes)
 
     def _localization_step(self, header, scan) -> None:
         if self.map_cloud is None:

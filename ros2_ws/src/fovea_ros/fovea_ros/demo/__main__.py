@@ -1,0 +1,5 @@
+import sys
+
+from fovea_ros.demo import main
+
+sys.exit(main())

@@ -1,0 +1,252 @@
+"""One demo stage: a bag replayed into a node graph, its outputs recorded, the books checked.
+
+The graph (``fovea run GRAPH``) and the recorder (``fovea record``) run as their own processes, as on a
+robot; this process replays the bag (:class:`fovea_ros.bag.replay.BagPlayer`) and listens with a
+:class:`~fovea_ros.demo.probe.Probe`. The accounting rules are described in ``config/demo.yaml``.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from fovea_ros.bag.reader import BagReader
+from fovea_ros.bag.replay import BagPlayer, ReplayOptions
+from fovea_ros.demo.probe import Probe
+
+ACCOUNTING_RULES = ("strict", "camera_sets", "windows")
+STARTUP_TIMEOUT_S = 90.0   # node start-up (model loading) on a busy CPU
+DRAIN_TIMEOUT_S = 60.0     # after the replay, for the node to work off its backlog
+QUIET_S = 5.0              # nothing new for this long with an empty backlog: the node is done
+
+
+@dataclass
+class StageSpec:
+    name: str
+    bag: str
+    graph: str
+    replay: list[str]
+    inputs: list[str]
+    outputs: dict[str, str]
+    node: str
+    node_inputs: str
+    accounting: str
+    description: str = ""
+    latency_input: str | None = None
+    method_values: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if self.accounting not in ACCOUNTING_RULES:
+            raise ValueError(f"stage {self.name}: accounting {self.accounting!r} is not one of {ACCOUNTING_RULES}")
+        if not self.outputs or not set(self.inputs) <= set(self.replay):
+            raise ValueError(f"stage {self.name}: needs outputs, and its inputs must be replayed topics")
+
+    @property
+    def primary_output(self) -> str:
+        return next(iter(self.outputs))
+
+
+def load_stages(path: str | Path) -> list[StageSpec]:
+    with open(path, encoding="utf-8") as f:
+        entries = (yaml.safe_load(f) or {}).get("stages") or []
+    stages = [StageSpec(**entry) for entry in entries]
+    if not stages:
+        raise ValueError(f"{path}: no stages")
+    return stages
+
+
+def _fovea(*args: str) -> list[str]:
+    return [sys.executable, "-m", "fovea_ros.cli", *args]
+
+
+def _stop(proc: subprocess.Popen, timeout: float = 15.0) -> int:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGINT)
+        try:
+            return proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    return proc.wait()
+
+
+def _int(values: dict[str, str], key: str) -> int:
+    try:
+        return int(float(values.get(key, 0)))
+    except ValueError:
+        return 0
+
+
+def _float(values: dict[str, str], key: str) -> float | None:
+    try:
+        return float(values[key])
+    except (KeyError, ValueError):
+        return None
+
+
+def _percentiles(samples: list[float]) -> dict:
+    if not samples:
+        return {"count": 0, "p50": None, "p99": None}
+    return {"count": len(samples), "p50": round(float(np.percentile(samples, 50)), 2),
+            "p99": round(float(np.percentile(samples, 99)), 2)}
+
+
+class StageRun:
+    """Runs one stage and returns its report section (a dict); ``passed`` says whether its books balance."""
+
+    def __init__(self, spec: StageSpec, repo: Path, config: Path, out: Path, rate: float = 1.0) -> None:
+        self.spec, self.repo, self.config, self.rate = spec, repo, config, rate
+        self.out = out / spec.name
+        self.recording = self.out / "recording"
+        with BagReader(repo / spec.bag) as bag:
+            self.bag_types = {t.name: t.msgtype for t in bag.topics}
+        missing = set(spec.replay) - set(self.bag_types)
+        if missing:
+            raise ValueError(f"stage {spec.name}: {spec.bag} has no topics {sorted(missing)}")
+
+    # ---- the run -----------------------------------------------------------------------------------
+    def run(self) -> dict:
+        spec, started = self.spec, time.monotonic()
+        if self.recording.exists():
+            shutil.rmtree(self.recording)
+        self.out.mkdir(parents=True, exist_ok=True)
+        probe = Probe({**{t: self.bag_types[t] for t in spec.replay}, **spec.outputs})
+        with open(self.out / "graph.log", "w") as graph_log, open(self.out / "recorder.log", "w") as record_log:
+            graph = subprocess.Popen(_fovea("run", str(self.config / spec.graph)), cwd=self.repo,
+                                     stdout=graph_log, stderr=subprocess.STDOUT)
+            recorder = subprocess.Popen(_fovea("record", str(self.recording), "--topics", *spec.outputs,
+                                               "/diagnostics"), cwd=self.repo,
+                                        stdout=record_log, stderr=subprocess.STDOUT)
+            published: dict[str, int] = {}
+            try:
+                if self._wait_for_graph(probe, graph):
+                    published = self._replay()
+                    self._wait_for_node(probe, graph, published)
+                    time.sleep(1.5)  # one more diagnostics period: the report sees the last message processed
+                alive = graph.poll() is None
+            finally:
+                _stop(recorder)
+                graph_code = _stop(graph)
+                probe.close()
+        return self._section(probe, published, alive, graph_code, time.monotonic() - started)
+
+    def _wait_for_graph(self, probe: Probe, graph: subprocess.Popen) -> bool:
+        """Start only when the recorder and the probe listen to every output (the node is up, its publishers
+        discovered), so nothing is published into the void."""
+        deadline = time.monotonic() + STARTUP_TIMEOUT_S
+        while time.monotonic() < deadline and graph.poll() is None:
+            if all(probe.subscribers(t) >= 2 for t in self.spec.outputs):
+                return True
+            time.sleep(0.1)
+        return False
+
+    def _replay(self) -> dict[str, int]:
+        # every replayed topic has two subscribers when the node listens: the node and the probe
+        options = ReplayOptions(rate=self.rate, wait_for_subscribers=2, wait_timeout_s=30.0, topics=self.spec.replay)
+        with BagPlayer(self.repo / self.spec.bag, options) as player:
+            summary = player.play()
+        print(summary.format(), flush=True)
+        return dict(summary.published)
+
+    def _wait_for_node(self, probe: Probe, graph: subprocess.Popen, published: dict[str, int]) -> None:
+        """Until the books balance, or the node has been idle (empty backlog, nothing new) for QUIET_S."""
+        deadline = time.monotonic() + DRAIN_TIMEOUT_S
+        last, last_change = None, time.monotonic()
+        while time.monotonic() < deadline and graph.poll() is None:
+            status = probe.status(self.spec.node)
+            if status.get("backlog") == "0" and all(
+                    check["ok"] for check in self.checks(probe, published, alive=True, graph_code=0)):
+                return
+            now_state = (tuple(probe.count(t) for t in self.spec.outputs), status.get("processed"),
+                         status.get("drops_total"), status.get("backlog"))
+            if now_state != last:
+                last, last_change = now_state, time.monotonic()
+            elif status.get("backlog") == "0" and time.monotonic() - last_change > QUIET_S:
+                return
+            time.sleep(0.1)
+
+    # ---- the books ---------------------------------------------------------------------------------
+    def _recorded(self) -> dict[str, int]:
+        path = self.recording / "record_summary.json"
+        topics = json.loads(path.read_text()).get("topics", {}) if path.exists() else {}
+        return {t: int(topics.get(t, {}).get("written", 0)) for t in self.spec.outputs}
+
+    def checks(self, probe: Probe, published: dict[str, int], alive: bool, graph_code: int | None,
+                recorded: dict[str, int] | None = None) -> list[dict]:
+        spec = self.spec
+        status = probe.status(spec.node)
+        outputs = probe.count(spec.primary_output)
+        drops = _int(status, "drops_total")
+        node_inputs = _int(status, spec.node_inputs)
+        replayed = sum(published.get(t, 0) for t in spec.inputs)
+        checks = [("inputs replayed", replayed > 0, f"{replayed} messages on {len(spec.inputs)} input topic(s)"),
+                  ("node alive to the end", alive, "graph process still running before it was stopped"
+                   if alive else f"graph process exited early (code {graph_code}), see graph.log"),
+                  ("node reported /diagnostics", bool(status), spec.node),
+                  ("at least one output", outputs > 0, f"{outputs} on {spec.primary_output}")]
+        if spec.accounting == "strict":
+            sent = published.get(spec.inputs[0], 0)
+            seen = probe.count(spec.inputs[0])
+            checks += [("probe saw every input", seen == sent, f"{seen}/{sent}"),
+                       ("node received every input", node_inputs == sent, f"{node_inputs}/{sent}"),
+                       ("outputs + counted drops == inputs", outputs + drops == sent,
+                        f"{outputs} + {drops} vs {sent}")]
+            if spec.latency_input:
+                matched = len(probe.latencies_ms(spec.latency_input, spec.primary_output))
+                checks.append(("every output carries an input's stamp", matched == outputs, f"{matched}/{outputs}"))
+        elif spec.accounting == "camera_sets":
+            complete_sets = min(published.get(t, 0) for t in spec.inputs)
+            checks += [("node formed every complete set", node_inputs == complete_sets,
+                        f"{node_inputs} sets of {complete_sets} in the bag"),
+                       ("outputs + counted drops == sets", outputs + drops == node_inputs,
+                        f"{outputs} + {drops} vs {node_inputs}")]
+        else:  # windows: packets the middleware lost are known to the node by their seq gaps
+            sent = published.get(spec.inputs[0], 0)
+            lost = _int(status, "lost_packets_seq")
+            checks.append(("every packet received or counted lost (seq gap)", node_inputs + lost == sent,
+                           f"{node_inputs} received + {lost} counted lost vs {sent}"))
+        if recorded is not None:
+            if spec.accounting == "windows":  # the recorder, not the best-effort probe, must hold every window
+                processed = _int(status, "processed")
+                checks += [(f"every processed window recorded on {t}", recorded[t] == processed,
+                            f"{recorded[t]}/{processed}") for t in spec.outputs]
+            else:
+                checks += [(f"recorded == seen on {t}", recorded[t] == probe.count(t),
+                            f"{recorded[t]}/{probe.count(t)}") for t in spec.outputs]
+        return [{"name": name, "ok": bool(ok), "detail": detail} for name, ok, detail in checks]
+
+    def _section(self, probe: Probe, published: dict[str, int], alive: bool, graph_code: int | None,
+                 wall_s: float) -> dict:
+        spec = self.spec
+        status = probe.status(spec.node)
+        recorded = self._recorded()
+        checks = self.checks(probe, published, alive, graph_code, recorded)
+        latency = (_percentiles(probe.latencies_ms(spec.latency_input, spec.primary_output))
+                   if spec.latency_input else None)
+        return {
+            "name": spec.name, "description": spec.description, "bag": spec.bag, "graph": f"config/{spec.graph}",
+            "accounting": spec.accounting, "wall_s": round(wall_s, 1),
+            "messages_replayed": sum(published.values()),
+            "inputs": {t: {"published": published.get(t, 0), "seen": probe.count(t)} for t in spec.inputs},
+            "outputs": {t: {"seen": probe.count(t), "recorded": recorded[t]} for t in spec.outputs},
+            "primary_output": spec.primary_output,
+            "node": {
+                "name": spec.node, "inputs": _int(status, spec.node_inputs), "processed": _int(status, "processed"),
+                "drops_total": _int(status, "drops_total"),
+                "drops": {k.removeprefix("drops/"): int(v) for k, v in status.items() if k.startswith("drops/")},
+                "processing_time_ms": {"p50": _float(status, "processing_time_p50_ms"),
+                                       "p99": _float(status, "processing_time_p99_ms")},
+                "level": status.get("level"), "message": status.get("message"),
+            },
+            "end_to_end_latency_ms": latency,
+            "method_values": {k: status[k] for k in spec.method_values if k in status},
+            "checks": checks, "passed": all(c["ok"] for c in checks),
+            "recording": str(self.recording), "diagnostics": status,
+        }

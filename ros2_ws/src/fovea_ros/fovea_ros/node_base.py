@@ -73,10 +73,15 @@ class FoveaNode(Node):
         except OSError as exc:
             raise ParameterError(f"cannot read the config file {config_path}: {exc}") from exc
 
-    def sensor_qos(self) -> QoSProfile:
+    def sensor_qos(self, depth: int | None = None) -> QoSProfile:
+        """The QoS of sensor subscriptions; ``depth`` overrides the history depth for high-rate streams
+        (sensor-data QoS keeps 5, which a 200 Hz event stream overflows during a single slow callback)."""
         if self.params.sensor_qos == "reliable":
-            return QoSProfile(depth=10)
-        return qos_profile_sensor_data
+            return QoSProfile(depth=depth or 10)
+        if depth is None:
+            return qos_profile_sensor_data
+        return QoSProfile(depth=depth, reliability=qos_profile_sensor_data.reliability,
+                          durability=qos_profile_sensor_data.durability, history=qos_profile_sensor_data.history)
 
     # ---- inputs, drops, stamps -------------------------------------------------------------------
     def count_input(self, topic: str) -> None:

@@ -92,7 +92,8 @@ class EventMemoryNode(FoveaNode):
         self.labels_pub = self.create_publisher(Image, self.params.labels_topic, qos)
         self.overlay_pub = self.create_publisher(Image, self.params.overlay_topic, qos)
         self.depth_pub = self.create_publisher(Image, self.params.depth_topic, qos)
-        self.create_subscription(EventPacket, self.params.input_topic, self.on_packet, qos)
+        # event packets come at hundreds of Hz: a deeper reader history rides out a slow callback
+        self.create_subscription(EventPacket, self.params.input_topic, self.on_packet, self.sensor_qos(depth=200))
         if self.params.image_topic:
             self.create_subscription(Image, self.params.image_topic,
                                      lambda msg: self.count_input(self.params.image_topic), qos)

@@ -109,7 +109,9 @@ def test_malformed_packets_and_seq_gaps_are_dropped_with_reasons(peer, memory_no
     for m in msgs:
         pub.publish(m)
         time.sleep(0.1)
-    values = diag_values(peer, diagnostics, lambda v: v.get("drops/malformed packet: empty") == "1")
+    # the empty packet (seq 3) is counted before the gap (seq 7) is seen: wait for both
+    values = diag_values(peer, diagnostics, lambda v: v.get("drops/malformed packet: empty") == "1"
+                         and v.get("lost_packets_seq") == "3")
     assert values["drops/malformed packet: x out of range"] == "1"
     assert values["drops/malformed packet: time not sorted"] == "1"
     assert values["drops/lost packets (seq gap)"] == "3" and values["lost_packets_seq"] == "3"

@@ -110,6 +110,9 @@ class EventMemoryNode(FoveaNode):
                            msg.encoding, int(msg.width), int(msg.height), int(msg.seq), int(msg.time_base),
                            bool(msg.is_bigendian), stamp_to_ns(msg.header.stamp), msg.header.frame_id)
         out = self.decoder.decode(packet)
+        # stream health is known here, whether or not a window completes
+        self.set_diagnostic("lost_packets_seq", self.decoder.stats.lost_packets)
+        self.set_diagnostic("rejected_packets", sum(self.decoder.stats.rejected.values()))
         if out.lost_before:
             self.drop("lost packets (seq gap)", f"{out.lost_before} before seq {out.seq}", n=out.lost_before)
         if out.rejected:
@@ -164,14 +167,11 @@ class EventMemoryNode(FoveaNode):
             self._events_in.popleft()
         span = max(now - self._events_in[0][0], 1e-3) if len(self._events_in) > 1 else 1.0
         p50, p99 = self.step_latency.percentile(50), self.step_latency.percentile(99)
-        stats = self.decoder.stats
         self.set_diagnostic("event_rate_hz", float(sum(n for _, n in self._events_in) / span))
         self.set_diagnostic("step_latency_p50_ms", float(p50 * 1e3))
         self.set_diagnostic("step_latency_p99_ms", float(p99 * 1e3))
         self.set_diagnostic("steps", self.stream.step_index)
         self.set_diagnostic("levels_run_last_step", "".join("1" if r else "0" for r in pred.levels_run))
-        self.set_diagnostic("lost_packets_seq", stats.lost_packets)
-        self.set_diagnostic("rejected_packets", sum(stats.rejected.values()))
         self.set_diagnostic("skipped_windows_backlog", self._skipped_windows)
         self.set_diagnostic("skipped_events_backlog", self._skipped_events)
         self.set_diagnostic("skipped_windows_silence", self.windower.skipped_gap_windows)

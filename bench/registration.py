@@ -20,7 +20,11 @@ import statistics
 import time
 from pathlib import Path
 
-import numpy as np
+# The node runs with one OpenMP thread (launch/registration.launch.py): Open3D's FPFH and the network's runtime
+# otherwise fight over the cores. Measure what the node runs; must be set before numpy/Open3D load.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import numpy as np  # noqa: E402
 import torch
 
 from fovea_core.registration.evaluate import load_real_pairs
@@ -153,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
     pair = next(p for p in load_real_pairs() if p.scale == "outdoor")
     source, target = describe(pair.source, 0.25), describe(pair.target, 0.25)
     all_matches = match_clouds(source, target, mutual=False)
-    result = {"machine": platform.platform(), "threads": args.threads, "data": "outdoor_lidar_scan_pair (real)",
+    result = {"machine": platform.platform(), "threads": args.threads, "omp_num_threads": os.environ["OMP_NUM_THREADS"], "data": "outdoor_lidar_scan_pair (real)",
               "available_correspondences": len(all_matches), "per_pair": {}}
     registrations = {backend: Registration(RegistrationConfig.outdoor(backend=backend)) for backend in ("torch", "onnxruntime")}
     for size in [int(s) for s in args.sizes.split(",")]:

@@ -17,6 +17,7 @@ from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 from fovea_core.events.arrays import TRIGGER_DTYPE, concat_events
 from fovea_core.events.legacy import LEGACY_DEFINITIONS, events_from_dvs_array
 from fovea_core.events.packets import DecodedPacket, PacketStreamDecoder, RawPacket, StreamStats
+from fovea_core.paths import resolve_data_path
 
 PACKET_TYPE = "event_camera_msgs/msg/EventPacket"
 OLD_PACKET_TYPE = "event_array_msgs/msg/EventArray"
@@ -26,17 +27,9 @@ PACKET_TYPES = (PACKET_TYPE, OLD_PACKET_TYPE)
 EVENT_TYPES = PACKET_TYPES + (DVS_TYPE,)
 
 
-def _repo_root() -> Path:
-    here = Path(__file__).resolve()
-    for parent in here.parents:
-        if (parent / "compat_msgs").is_dir():
-            return parent
-    return here.parents[5]
-
-
 def compat_definitions(root: Path | None = None) -> dict[str, str]:
     """{'pkg/msg/Name': definition text} for every .msg under compat_msgs/."""
-    root = Path(root) if root else _repo_root() / "compat_msgs"
+    root = Path(root) if root else resolve_data_path("compat_msgs")
     return {f"{p.parent.parent.name}/msg/{p.stem}": p.read_text() for p in sorted(root.glob("*/msg/*.msg"))}
 
 

@@ -16,10 +16,8 @@ events are reported in /diagnostics.
 """
 from __future__ import annotations
 
-import os
 import time
 from collections import deque
-from pathlib import Path
 
 import numpy as np
 from event_camera_msgs.msg import EventPacket
@@ -30,6 +28,7 @@ from fovea_core.events.hmnet.streaming import StreamingHMNet
 from fovea_core.events.hmnet.train import load_model
 from fovea_core.events.packets import PacketStreamDecoder, RawPacket
 from fovea_core.events.windows import EventWindower
+from fovea_core.paths import resolve_data_path
 from fovea_core.telemetry import LatencyWindow
 from fovea_ros.conversions import array_to_image
 from fovea_ros.node_base import FoveaNode, run_node, stamp_to_ns
@@ -37,13 +36,6 @@ from fovea_ros.parameters import Param, ParameterError
 
 PALETTE = np.array([[40, 40, 40], [230, 80, 60], [60, 160, 230], [240, 200, 50], [120, 220, 120],
                     [200, 120, 220], [250, 250, 250], [90, 90, 200]], dtype=np.uint8)
-
-
-def _resolve(path: str) -> Path:
-    p = Path(path)
-    if p.is_absolute() or p.exists():
-        return p
-    return Path(os.environ.get("FOVEA_ROOT", ".")) / p
 
 
 class EventMemoryNode(FoveaNode):
@@ -64,7 +56,7 @@ class EventMemoryNode(FoveaNode):
 
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
-        model_path = _resolve(self.params.model_path)
+        model_path = resolve_data_path(self.params.model_path)
         if not model_path.is_file():
             raise ParameterError(f"parameter 'model_path': no model file at {model_path}")
         import torch
@@ -73,7 +65,7 @@ class EventMemoryNode(FoveaNode):
         model, meta = load_model(model_path)  # once, at start
         self.cfg = model.cfg
         if self.params.backend == "onnxruntime":
-            onnx_dir = _resolve(self.params.onnx_dir)
+            onnx_dir = resolve_data_path(self.params.onnx_dir)
             if not (onnx_dir / "fast.onnx").is_file():
                 raise ParameterError(f"parameter 'onnx_dir': no step graphs (fast.onnx ...) in {onnx_dir}")
             self.stream = StreamingHMNet.from_onnx(self.cfg, onnx_dir, threads=self.params.threads)

@@ -18,7 +18,6 @@ query point (points in any TF frame; ``t`` is ignored: the model has no time axi
 from __future__ import annotations
 
 import threading
-from pathlib import Path
 
 import numpy as np
 from geometry_msgs.msg import Point
@@ -27,6 +26,7 @@ from std_msgs.msg import ColorRGBA
 from visualization_msgs.msg import Marker, MarkerArray
 
 from fovea_core.geometry.transforms import transform_points
+from fovea_core.paths import resolve_data_path
 from fovea_core.tpv.inference import TPVInference
 from fovea_core.tpv.scenes import CLASS_COLORS, CLASS_NAMES
 from fovea_ros.conversions import (MessageLayoutError, UnsupportedEncodingError, array_to_pointcloud2,
@@ -37,13 +37,6 @@ from fovea_ros.sync import ApproximateTimeSync, subscribe_synchronized
 from fovea_ros.tf_buffer import TfBuffer, TransformLookupError, subscribe_tf
 
 NUSCENES_CAMERAS = ("CAM_FRONT", "CAM_FRONT_RIGHT", "CAM_FRONT_LEFT", "CAM_BACK", "CAM_BACK_LEFT", "CAM_BACK_RIGHT")
-REPO = Path(__file__).resolve().parents[5]
-
-
-def _resolve(path: str) -> str:
-    """Relative model paths are taken from the repository root (where the models folder is)."""
-    p = Path(path)
-    return str(p if p.is_absolute() or p.exists() else REPO / p)
 
 
 class TpvOccupancyNode(FoveaNode):
@@ -85,8 +78,8 @@ class TpvOccupancyNode(FoveaNode):
             raise ParameterError(f"parameter 'fallback_extrinsics': need 16 numbers per camera ({16 * n}), "
                                  f"got {len(fallback)}")
         self.fallback = np.asarray(fallback).reshape(n, 4, 4) if fallback != [0.0] else None
-        self.model = TPVInference.load(p.backend, model_path=_resolve(p.model_path),
-                                       checkpoint_path=_resolve(p.checkpoint_path))
+        self.model = TPVInference.load(p.backend, model_path=str(resolve_data_path(p.model_path)),
+                                       checkpoint_path=str(resolve_data_path(p.checkpoint_path)))
         self._check_model_matches_parameters(n)
         self.calibrations: dict[int, object] = {}
         self.tf = TfBuffer()

@@ -107,6 +107,18 @@ class FoveaNode(Node):
         self._last_stamp_ns[topic] = now_ns
         return True
 
+    def receive(self, topic: str, msg: Any, convert: Callable[[Any], Any], what: str = "message") -> Any:
+        """Count ``msg`` as an input on ``topic``, drop it when its stamp is out of order, and return
+        ``convert(msg)``; None, with a counted "malformed <what>" drop, when the conversion refuses it."""
+        self.count_input(topic)
+        if not self.accept_stamp(topic, msg.header.stamp):
+            return None
+        try:
+            return convert(msg)
+        except ValueError as exc:  # the conversions' layout and encoding errors are ValueErrors
+            self.drop(f"malformed {what}", str(exc))
+            return None
+
     def set_diagnostic(self, key: str, value: Any) -> None:
         self._diag_values[key] = value if isinstance(value, str) else f"{value:.4g}" if isinstance(
             value, float) else str(value)

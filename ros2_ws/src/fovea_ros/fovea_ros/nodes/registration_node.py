@@ -179,16 +179,9 @@ class RegistrationNode(FoveaNode):
         self.set_diagnostic("pose_error_rotation_max_deg", self.pose_errors.max_rotation_deg)
 
     def on_cloud(self, msg: PointCloud2) -> None:
-        topic = self.params.input_topic
-        self.count_input(topic)
-        if not self.accept_stamp(topic, msg.header.stamp):
-            return
-        try:
-            points = cloud_xyz(msg)
-        except (MessageLayoutError, ValueError) as exc:
-            self.drop("malformed cloud", str(exc))
-            return
-        self.submit((msg.header, points))
+        points = self.receive(self.params.input_topic, msg, cloud_xyz, "cloud")
+        if points is not None:
+            self.submit((msg.header, points))
 
     # ---- work --------------------------------------------------------------------------------------
     def process(self, item) -> None:

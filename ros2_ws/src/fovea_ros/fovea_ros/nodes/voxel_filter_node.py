@@ -12,7 +12,7 @@ import numpy as np
 from sensor_msgs.msg import PointCloud2
 
 from fovea_core.geometry.voxel_grid import voxel_downsample
-from fovea_ros.conversions import MessageLayoutError, array_to_pointcloud2, drop_non_finite_xyz, pointcloud2_to_array
+from fovea_ros.conversions import array_to_pointcloud2, drop_non_finite_xyz, pointcloud2_to_array
 from fovea_ros.node_base import FoveaNode, run_node
 from fovea_ros.parameters import Param, ParameterError
 
@@ -37,14 +37,8 @@ class VoxelFilterNode(FoveaNode):
         self.start_worker(self.process)
 
     def on_cloud(self, msg: PointCloud2) -> None:
-        topic = self.params.input_topic
-        self.count_input(topic)
-        if not self.accept_stamp(topic, msg.header.stamp):
-            return
-        try:
-            points = pointcloud2_to_array(msg)
-        except (MessageLayoutError, ValueError) as exc:
-            self.drop("malformed cloud", str(exc))
+        points = self.receive(self.params.input_topic, msg, pointcloud2_to_array, "cloud")
+        if points is None:
             return
         if not {"x", "y", "z"} <= set(points.dtype.names or ()):
             self.drop("wrong fields", f"need x, y, z; got {list(points.dtype.names or ())}")

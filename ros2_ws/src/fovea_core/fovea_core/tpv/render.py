@@ -29,6 +29,16 @@ def _hash_noise(p: np.ndarray, scale: float) -> np.ndarray:
     return h - np.floor(h)
 
 
+def _closer_hits(t: np.ndarray, t_best: np.ndarray):
+    """For distances ``t`` (rays x primitives): the rays whose nearest primitive is closer than their current
+    hit, that primitive and its distance; ``t_best`` is updated in place."""
+    j = t.argmin(1)
+    tj = t[np.arange(len(t)), j]
+    r = np.nonzero(tj < t_best)[0]
+    t_best[r] = tj[r]
+    return r, j[r], tj[r]
+
+
 def _intersect(scene: Scene, origins: np.ndarray, dirs: np.ndarray):
     """Nearest hit of each ray: t, class, normal, base colour, style, local hit coords, primitive kind."""
     R = len(origins)
@@ -63,18 +73,13 @@ def _intersect(scene: Scene, origins: np.ndarray, dirs: np.ndarray):
         tmin, axis = tnear.max(-1), tnear.argmax(-1)
         tmax = np.maximum(t1, t2).min(-1)
         valid = (tmax >= tmin) & (tmin > 1e-6)
-        tb = np.where(valid, tmin, FAR)
-        j = tb.argmin(1)
-        tj = tb[np.arange(R), j]
-        hit = tj < t_best
-        if hit.any():
-            r = np.nonzero(hit)[0]
-            jj, ax = j[r], axis[r, j[r]]
-            t_best[r] = tj[r]
+        r, jj, tr = _closer_hits(np.where(valid, tmin, FAR), t_best)
+        if len(r):
+            ax = axis[r, jj]
             cls[r] = b[jj, 7].astype(np.int64)
             color[r] = scene.box_colors[jj]
             style[r] = b[jj, 8].astype(np.int64)
-            loc = ol[r, jj] + tj[r, None] * dl[r, jj]
+            loc = ol[r, jj] + tr[:, None] * dl[r, jj]
             local[r] = loc / half[jj]
             face_axis[r] = ax
             n_local = np.zeros((len(r), 3))
@@ -98,18 +103,12 @@ def _intersect(scene: Scene, origins: np.ndarray, dirs: np.ndarray):
         cap_ok = (tc > 1e-6) & ((ox + tc * dirs[:, None, 0]) ** 2 + (oy + tc * dirs[:, None, 1]) ** 2 <= cy[:, 4] ** 2)
         t_side = np.where(side_ok, ts, FAR)
         t_cap = np.where(cap_ok, tc, FAR)
-        tcyl = np.minimum(t_side, t_cap)
-        j = tcyl.argmin(1)
-        tj = tcyl[np.arange(R), j]
-        hit = tj < t_best
-        if hit.any():
-            r = np.nonzero(hit)[0]
-            jj = j[r]
-            t_best[r] = tj[r]
+        r, jj, tr = _closer_hits(np.minimum(t_side, t_cap), t_best)
+        if len(r):
             cls[r] = cy[jj, 5].astype(np.int64)
             color[r] = scene.cyl_colors[jj]
             style[r] = 0
-            p = origins[r] + tj[r, None] * dirs[r]
+            p = origins[r] + tr[:, None] * dirs[r]
             on_cap = t_cap[r, jj] <= t_side[r, jj]
             radial = np.stack([p[:, 0] - cy[jj, 0], p[:, 1] - cy[jj, 1], np.zeros(len(r))], -1)
             radial /= np.linalg.norm(radial, axis=1, keepdims=True) + 1e-9
@@ -123,18 +122,12 @@ def _intersect(scene: Scene, origins: np.ndarray, dirs: np.ndarray):
         cq = (oc ** 2).sum(-1) - sp[:, 3] ** 2
         disc = bq ** 2 - cq
         tsph = np.where(disc >= 0, -bq - np.sqrt(np.maximum(disc, 0)), FAR)
-        tsph = np.where(tsph > 1e-6, tsph, FAR)
-        j = tsph.argmin(1)
-        tj = tsph[np.arange(R), j]
-        hit = tj < t_best
-        if hit.any():
-            r = np.nonzero(hit)[0]
-            jj = j[r]
-            t_best[r] = tj[r]
+        r, jj, tr = _closer_hits(np.where(tsph > 1e-6, tsph, FAR), t_best)
+        if len(r):
             cls[r] = sp[jj, 4].astype(np.int64)
             color[r] = scene.sphere_colors[jj]
             style[r] = 0
-            p = origins[r] + tj[r, None] * dirs[r]
+            p = origins[r] + tr[:, None] * dirs[r]
             normal[r] = (p - sp[jj, :3]) / sp[jj, 3:4]
             local[r] = p
     cls[t_best >= FAR] = 0

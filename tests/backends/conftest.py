@@ -1,10 +1,11 @@
 """Backend tests: register the ``gpu`` marker and skip GPU-marked tests where no CUDA GPU + TensorRT exist.
 
-(The lead owns tests/conftest.py; the marker is registered here so these tests also run on their own.)
+The marker is also registered here so these tests run on their own; the shared test model lives here too.
 """
 from pathlib import Path
 
 import pytest
+import torch
 
 HERE = Path(__file__).parent
 
@@ -38,3 +39,23 @@ def _single_thread_torch():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(previous)
+
+
+class ConvGridLinear(torch.nn.Module):
+    """Conv features resampled at arbitrary points (grid_sample), pooled, then a linear head —
+    the op mix the BEV/TPV methods rely on."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 8, 3, padding=1)
+        self.head = torch.nn.Linear(8, 4)
+
+    def forward(self, image, grid):
+        sampled = torch.nn.functional.grid_sample(torch.relu(self.conv(image)), grid, align_corners=False)
+        return self.head(sampled.mean(dim=(2, 3))), sampled
+
+
+@pytest.fixture(scope="session")
+def conv_grid_linear():
+    """The small export/backend test model (a class: seed, then instantiate)."""
+    return ConvGridLinear

@@ -12,24 +12,10 @@ from fovea_core.backends.export import main as export_main
 from fovea_core.backends.export import max_abs_diff
 
 
-class ConvGridLinear(torch.nn.Module):
-    """Conv features resampled at arbitrary points (grid_sample), pooled, then a linear head —
-    the op mix the BEV/TPV methods rely on."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.conv = torch.nn.Conv2d(3, 8, 3, padding=1)
-        self.head = torch.nn.Linear(8, 4)
-
-    def forward(self, image, grid):
-        sampled = torch.nn.functional.grid_sample(torch.relu(self.conv(image)), grid, align_corners=False)
-        return self.head(sampled.mean(dim=(2, 3))), sampled
-
-
 @pytest.fixture
-def model_and_inputs():
+def model_and_inputs(conv_grid_linear):
     torch.manual_seed(0)
-    model = ConvGridLinear()
+    model = conv_grid_linear()
     inputs = {"image": torch.randn(2, 3, 16, 16), "grid": torch.rand(2, 6, 7, 2) * 2 - 1}
     return model, inputs
 

@@ -8,22 +8,11 @@ from fovea_core.backends import BackendInputError, export_onnx, load_backend
 pytestmark = pytest.mark.gpu
 
 
-class SmallNet(torch.nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        self.conv = torch.nn.Conv2d(3, 8, 3, padding=1)
-        self.head = torch.nn.Linear(8, 4)
-
-    def forward(self, image, grid):
-        sampled = torch.nn.functional.grid_sample(torch.relu(self.conv(image)), grid, align_corners=False)
-        return self.head(sampled.mean(dim=(2, 3))), sampled
-
-
 @pytest.fixture(scope="module")
-def onnx_file(tmp_path_factory):
+def onnx_file(tmp_path_factory, conv_grid_linear):
     torch.manual_seed(0)
     path = tmp_path_factory.mktemp("trt") / "small" / "net.onnx"
-    export_onnx(SmallNet(), {"image": torch.randn(2, 3, 32, 32), "grid": torch.rand(2, 9, 9, 2) * 2 - 1},
+    export_onnx(conv_grid_linear(), {"image": torch.randn(2, 3, 32, 32), "grid": torch.rand(2, 9, 9, 2) * 2 - 1},
                 path, ["logits", "sampled"], dynamic_axes={"image": {0: "b"}, "grid": {0: "b"}})
     return path
 

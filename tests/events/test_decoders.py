@@ -135,7 +135,7 @@ def test_seq_gaps_counted_as_lost_packets():
     (RawPacket(b"", "mono", 64, 48, 0), "empty"),
     (RawPacket(words(word(TIME_HIGH, 1), word(TIME_LOW, 1), word(12, 0), word(ADDR_X, 1)), "evt3", 64, 48, 0),
      "unknown evt3 word code"),
-    (RawPacket(b"\x00" * 8, "libcaer", 64, 48, 0), "unsupported encoding 'libcaer'"),
+    (RawPacket(b"\x00" * 8, "aer_raw", 64, 48, 0), "unsupported encoding 'aer_raw'"),
 ])
 def test_malformed_packets_dropped_with_reason(packet, reason):
     dec = PacketStreamDecoder()

@@ -14,9 +14,10 @@ import numpy as np
 
 from fovea_core.events.arrays import TRIGGER_DTYPE, empty_events, malformation
 from fovea_core.events.decode_evt3 import Evt3Decoder, Evt3Encoder
+from fovea_core.events.decode_libcaer import decode_libcaer, decode_libcaer_cmp, encode_libcaer, encode_libcaer_cmp
 from fovea_core.events.decode_mono import decode_mono, encode_mono
 
-SUPPORTED_ENCODINGS = ("evt3", "mono")
+SUPPORTED_ENCODINGS = ("evt3", "mono", "libcaer", "libcaer_cmp")
 
 
 @dataclass
@@ -85,6 +86,10 @@ class PacketStreamDecoder:
                 reason = "unknown evt3 word code"
         elif packet.encoding == "mono":
             events = decode_mono(bytes(packet.events), packet.time_base, packet.is_bigendian)
+        elif packet.encoding == "libcaer":
+            events = decode_libcaer(bytes(packet.events), packet.time_base)
+        elif packet.encoding == "libcaer_cmp":
+            events = decode_libcaer_cmp(bytes(packet.events), packet.time_base, packet.width, packet.height)
         else:
             events, reason = empty_events(), f"unsupported encoding '{packet.encoding}'"
         if reason is None and len(events) == 0 and len(triggers):
@@ -116,6 +121,11 @@ class PacketStreamEncoder:
     def encode(self, events: np.ndarray, stamp_ns: int) -> RawPacket:
         if self.encoding == "evt3":
             payload, time_base = self._evt3.encode(events), 0
+        elif self.encoding == "libcaer":
+            time_base = int(events["t"][0]) if len(events) else 0
+            payload = encode_libcaer(events, time_base)
+        elif self.encoding == "libcaer_cmp":
+            payload, time_base = encode_libcaer_cmp(events)
         else:
             payload, time_base = encode_mono(events)
         packet = RawPacket(payload, self.encoding, self.width, self.height, self._seq, time_base, False, stamp_ns,

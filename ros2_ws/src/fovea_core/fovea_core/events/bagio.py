@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Iterator
 
 import numpy as np
-from rosbags.rosbag2 import Reader, Writer
+from rosbags.rosbag2 import Reader, StoragePlugin, Writer
 from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 
 from fovea_core.events.arrays import TRIGGER_DTYPE, concat_events
@@ -23,6 +23,7 @@ PACKET_TYPE = "event_camera_msgs/msg/EventPacket"
 OLD_PACKET_TYPE = "event_array_msgs/msg/EventArray"
 DVS_TYPE = "dvs_msgs/msg/EventArray"
 IMAGE_TYPE = "sensor_msgs/msg/Image"
+IMU_TYPE = "sensor_msgs/msg/Imu"
 PACKET_TYPES = (PACKET_TYPE, OLD_PACKET_TYPE)
 EVENT_TYPES = PACKET_TYPES + (DVS_TYPE,)
 
@@ -89,11 +90,15 @@ def read_events(bag: str | Path, topic: str | None = None) -> tuple[np.ndarray, 
 
 
 class BagWriter:
-    """Writes EventPacket and Image messages into a rosbag2 (sqlite3, version 8: definitions stored in the bag)."""
+    """Writes EventPacket, Image and Imu messages into a rosbag2 (version 8: definitions stored in the bag),
+    sqlite3 by default or ``storage="mcap"``."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, storage: str = "sqlite3") -> None:
         self.store = make_typestore()
-        self._writer = Writer(path, version=8)
+        plugins = {"sqlite3": StoragePlugin.SQLITE3, "mcap": StoragePlugin.MCAP}
+        if storage not in plugins:
+            raise ValueError(f"storage must be one of {sorted(plugins)}, got '{storage}'")
+        self._writer = Writer(path, version=8, storage_plugin=plugins[storage])
         self._connections: dict[str, object] = {}
 
     def __enter__(self):
@@ -131,3 +136,16 @@ class BagWriter:
         msg = cls(header=self._header(stamp_ns, frame_id), height=h, width=w, encoding=encoding, is_bigendian=0,
                   step=image.strides[0], data=np.frombuffer(image.tobytes(), np.uint8).copy())
         self._writer.write(self._connection(topic, IMAGE_TYPE), stamp_ns, self.store.serialize_cdr(msg, IMAGE_TYPE))
+
+    def write_imu(self, topic: str, stamp_ns: int, frame_id: str, angular_velocity, linear_acceleration) -> None:
+        """sensor_msgs/Imu without orientation (covariance[0] = -1, REP 145); rad/s and m/s^2."""
+        cls = self.store.types[IMU_TYPE]
+        Vector3 = self.store.types["geometry_msgs/msg/Vector3"]
+        Quaternion = self.store.types["geometry_msgs/msg/Quaternion"]
+        no_orientation = np.zeros(9)
+        no_orientation[0] = -1.0
+        msg = cls(header=self._header(stamp_ns, frame_id), orientation=Quaternion(x=0.0, y=0.0, z=0.0, w=1.0),
+                  orientation_covariance=no_orientation, angular_velocity=Vector3(*map(float, angular_velocity)),
+                  angular_velocity_covariance=np.zeros(9), linear_acceleration=Vector3(*map(float, linear_acceleration)),
+                  linear_acceleration_covariance=np.zeros(9))
+        self._writer.write(self._connection(topic, IMU_TYPE), stamp_ns, self.store.serialize_cdr(msg, IMU_TYPE))

@@ -1,7 +1,8 @@
 """``fovea info BAG``: storage, time range and, per topic, type, message count, frequency and serialization.
 
 Counts and the time range come from the bag's metadata; per-topic frequencies need each topic's first and last
-log time, so the messages are scanned once (``--no-scan`` skips that and leaves frequencies out).
+log time, so the messages are scanned once (``--no-scan`` skips that and leaves frequencies out). The scan also
+reads the ``encoding`` of every event packet (evt3, mono, libcaer, ...), shown per event topic.
 """
 from __future__ import annotations
 
@@ -16,6 +17,9 @@ from rosbags.rosbag2 import ReaderError
 
 from fovea_ros.bag.reader import BagReader
 
+# event_camera_msgs/EventPacket and its earlier name carry the payload's encoding per message
+EVENT_PACKET_TYPES = ("event_camera_msgs/msg/EventPacket", "event_array_msgs/msg/EventArray")
+
 
 @dataclass
 class TopicInfo:
@@ -26,6 +30,7 @@ class TopicInfo:
     first_ns: int | None = None
     last_ns: int | None = None
     frequency_hz: float | None = None   # (count - 1) / (last - first); None with fewer than two messages
+    encodings: list[str] | None = None  # event packet topics: every encoding seen (scan only)
 
 
 @dataclass
@@ -55,6 +60,12 @@ def bag_info(path: str | Path, scan: bool = True) -> BagInfo:
                     info.first_ns = message.log_time_ns
                 info.last_ns = message.log_time_ns
                 seen[message.topic] = seen.get(message.topic, 0) + 1
+                if message.msgtype in EVENT_PACKET_TYPES and bag.can_decode(EVENT_PACKET_TYPES[0]):
+                    # the earlier name has the identical definition, so one type decodes both
+                    encoding = bag.typestore.deserialize_cdr(message.data, EVENT_PACKET_TYPES[0]).encoding
+                    info.encodings = info.encodings or []
+                    if encoding not in info.encodings:
+                        info.encodings.append(encoding)
             for info in topics.values():
                 info.count = seen.get(info.name, 0)  # the scan is the truth if metadata disagrees
                 if info.count >= 2 and info.last_ns > info.first_ns:
@@ -82,7 +93,8 @@ def format_info(info: BagInfo) -> str:
     width = max((len(t.name) for t in info.topics), default=10)
     for t in info.topics:
         freq = f"{t.frequency_hz:9.2f} Hz" if t.frequency_hz is not None else f"{'-':>9}   "
-        lines.append(f"  {t.name:<{width}}  {t.type:<40} {t.count:>8} msgs  {freq}  {t.serialization}")
+        encoding = f"  encoding: {', '.join(t.encodings)}" if t.encodings else ""
+        lines.append(f"  {t.name:<{width}}  {t.type:<40} {t.count:>8} msgs  {freq}  {t.serialization}{encoding}")
     return "\n".join(lines)
 
 

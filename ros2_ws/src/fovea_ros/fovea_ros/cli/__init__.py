@@ -13,6 +13,7 @@ TOOLS: dict[str, tuple[str, str]] = {
     "replay": ("fovea_ros.bag.replay", "publish a rosbag2 (sqlite3 or MCAP) with its recorded timing"),
     "record": ("fovea_ros.bag.record", "record topics to an MCAP bag, counting drops"),
     "info": ("fovea_ros.bag.info", "summarise a bag: topics, types, counts, time range"),
+    "import": ("fovea_core.events.aedat4", "convert a recording to a rosbag2: fovea import aedat4 FILE OUT_BAG"),
     "run": ("fovea_ros.graph", "start the nodes a graph YAML names (one process or one per node)"),
     "export": ("fovea_core.backends.export", "export a model to ONNX and check ONNX Runtime against PyTorch"),
     "build-engine": ("fovea_core.backends.prebuild", "prebuild TensorRT engines into the engine cache (build_only)"),

@@ -20,6 +20,7 @@ def load_backend(
     precision: str = "fp32",
     cache_dir: str | os.PathLike | None = None,
     build_only: bool = False,
+    model_parameter: str | None = None,
     **options,
 ) -> InferenceBackend:
     """Build a backend.
@@ -31,6 +32,8 @@ def load_backend(
     precision   "fp32" everywhere; "fp16" for torch on CUDA and tensorrt; "int8" for tensorrt.
     cache_dir   tensorrt engine cache (default ``$FOVEA_ENGINE_CACHE`` or ``~/.cache/fovea/engines``).
     build_only  tensorrt: build and cache the engine, create no execution context.
+    model_parameter  the parameter that named ``onnx_path``: a bad file is reported under it in one line
+                (``fovea_core.model_files.ModelFileError``) before any runtime opens it.
     options     backend-specific: onnxruntime ``intra_op_threads``, ``inter_op_threads``; tensorrt
                 ``input_shapes``, ``calibration_batches``, ``workspace_bytes``, ``engine_name``,
                 ``log_interval_s``; torch ``input_specs``.
@@ -49,6 +52,9 @@ def load_backend(
                             precision=precision, **options)
     if onnx_path is None:
         raise ValueError(f"the {kind} backend needs onnx_path=")
+    from fovea_core.model_files import load_onnx_file
+
+    load_onnx_file(onnx_path, model_parameter)  # a runtime's own errors on a damaged file are tracebacks
     if kind == "onnxruntime":
         from .onnxruntime_backend import OnnxRuntimeBackend
 

@@ -26,33 +26,40 @@ def save_network(network: VBRegNetwork, directory: str | Path) -> Path:
     return directory / WEIGHTS_NAME
 
 
-def load_network(directory: str | Path = DEFAULT_MODEL_DIR) -> VBRegNetwork:
+def load_network(directory: str | Path = DEFAULT_MODEL_DIR, parameter: str | None = None) -> VBRegNetwork:
+    """The network in ``directory``; a bad file raises ``ModelFileError`` (one line naming ``parameter``)."""
+    from fovea_core.model_files import ModelFileError, check_state_dict, load_json_file, load_torch_file
+
     directory = Path(directory)
-    config = VBRegConfig(**json.loads((directory / CONFIG_NAME).read_text()))
+    try:
+        config = VBRegConfig(**load_json_file(directory / CONFIG_NAME, parameter))
+    except TypeError as exc:
+        raise ModelFileError(directory / CONFIG_NAME, f"is not a VBReg configuration ({exc})", parameter) from None
     network = VBRegNetwork(config)
-    network.load_state_dict(torch.load(directory / WEIGHTS_NAME, map_location="cpu", weights_only=True))
+    state = load_torch_file(directory / WEIGHTS_NAME, parameter)
+    check_state_dict(state, network, directory / WEIGHTS_NAME, parameter)
+    network.load_state_dict(state)
     return network.eval()
 
 
 def load_scorer(backend: str = "torch", model_dir: str | Path = DEFAULT_MODEL_DIR, onnx_path: str | Path | None = None,
-                threads: int | None = None):
+                threads: int | None = None, parameter: str | None = None):
     """An object with ``run({"correspondences": (1, N, 6) float32}) -> {"inlier_logits", "features"}``.
-    ``threads``: onnxruntime intra-op threads (None = its default); ignored by the other backends."""
+    ``threads``: onnxruntime intra-op threads (None = its default); ignored by the other backends.
+    ``parameter``: the name a bad model file is reported under (``fovea_core.model_files``)."""
     from fovea_core.backends import load_backend
 
     model_dir = Path(model_dir)
     if backend == "torch":
         return load_backend(
             "torch",
-            torch_module=InferenceNetwork(load_network(model_dir)),
+            torch_module=InferenceNetwork(load_network(model_dir, parameter)),
             input_names=InferenceNetwork.input_names,
             output_names=InferenceNetwork.output_names,
         )
     path = Path(onnx_path) if onnx_path else model_dir / ONNX_NAME
-    if not path.exists():
-        raise FileNotFoundError(f"VBReg ONNX model not found at {path}; export it with fovea_core.registration.export")
     options = {"intra_op_threads": threads} if backend == "onnxruntime" and threads else {}
-    return load_backend(backend, onnx_path=str(path), **options)
+    return load_backend(backend, onnx_path=str(path), model_parameter=parameter, **options)
 
 
 def normalize_correspondences(stacked: np.ndarray, inlier_threshold: float) -> np.ndarray:

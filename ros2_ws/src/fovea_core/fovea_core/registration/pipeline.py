@@ -132,7 +132,8 @@ class Registration:
     def scorer(self):
         if self._scorer is None:
             self._scorer = load_scorer(self.config.backend, self.config.model_dir, self.config.onnx_path or None,
-                                       threads=self.config.network_threads or None)
+                                       threads=self.config.network_threads or None,
+                                       parameter="onnx_path" if self.config.onnx_path else "model_dir")
         return self._scorer
 
     def _check_cloud(self, points: np.ndarray, name: str) -> None:

@@ -20,6 +20,7 @@ def export(model, out: Path, num_cameras: int = 6) -> dict:
     import onnx
 
     from fovea_core.backends import export_onnx
+    from fovea_core.model_files import write_sha256
 
     cfg = model.cfg
     _, K, cam2ego = load_rig(image_size=(cfg.image_width, cfg.image_height))
@@ -33,6 +34,7 @@ def export(model, out: Path, num_cameras: int = 6) -> dict:
     entry = proto.metadata_props.add()
     entry.key, entry.value = ONNX_CONFIG_KEY, cfg.to_json()
     onnx.save(proto, str(out))
+    write_sha256(out)  # the metadata changed the file after export_onnx wrote its digest
     return dict(report.max_abs_diff)
 
 

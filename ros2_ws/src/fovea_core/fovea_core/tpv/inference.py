@@ -35,14 +35,15 @@ def _softmax(x: np.ndarray, axis: int) -> np.ndarray:
     return e / e.sum(axis=axis, keepdims=True)
 
 
-def onnx_config(onnx_path: str | Path) -> tuple[TPVConfig, int]:
+def onnx_config(onnx_path: str | Path, parameter: str | None = None) -> tuple[TPVConfig, int]:
     """The TPVConfig stored in an exported model's metadata and the number of cameras it takes."""
-    import onnx
+    from fovea_core.model_files import ModelFileError, load_onnx_file
 
-    model = onnx.load(str(onnx_path), load_external_data=False)
+    model = load_onnx_file(onnx_path, parameter, input_names=INPUT_NAMES[:2])
     meta = {p.key: p.value for p in model.metadata_props}
     if ONNX_CONFIG_KEY not in meta:
-        raise ValueError(f"{onnx_path} has no '{ONNX_CONFIG_KEY}' metadata (export it with fovea_core.tpv.export)")
+        raise ModelFileError(onnx_path, f"has no '{ONNX_CONFIG_KEY}' metadata (export it with fovea_core.tpv.export)",
+                             parameter)
     cams = model.graph.input[0].type.tensor_type.shape.dim[1].dim_value
     return TPVConfig.from_dict(json.loads(meta[ONNX_CONFIG_KEY])), int(cams)
 
@@ -53,16 +54,18 @@ class TPVInference:
 
     @classmethod
     def load(cls, backend: str, model_path: str | Path | None = None, checkpoint_path: str | Path | None = None,
+             *, model_parameter: str | None = None, checkpoint_parameter: str | None = None,
              **options) -> "TPVInference":
+        """``*_parameter``: the names a bad file is reported under (``fovea_core.model_files``)."""
         from fovea_core.backends import load_backend
 
         if backend == "torch":
             from .train import load_checkpoint
-            model, _ = load_checkpoint(checkpoint_path)
+            model, _ = load_checkpoint(checkpoint_path, checkpoint_parameter)
             return cls(load_backend("torch", torch_module=model, input_names=INPUT_NAMES,
                                     output_names=OUTPUT_NAMES), model.cfg, None)
-        cfg, cams = onnx_config(model_path)
-        return cls(load_backend(backend, onnx_path=model_path, **options), cfg, cams)
+        cfg, cams = onnx_config(model_path, model_parameter)
+        return cls(load_backend(backend, onnx_path=model_path, model_parameter=model_parameter, **options), cfg, cams)
 
     def prepare(self, images: list[np.ndarray], intrinsics: list[np.ndarray], cam2base: list[np.ndarray]):
         """Resize images to the model size and build its (images, ego2img) inputs."""

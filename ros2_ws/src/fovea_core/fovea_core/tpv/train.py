@@ -41,10 +41,17 @@ def save_checkpoint(model: TPVFormer, path: Path, extra: dict) -> None:
                 "info": json.dumps(extra)}, path)
 
 
-def load_checkpoint(path: str | Path) -> tuple[TPVFormer, dict]:
-    blob = torch.load(path, map_location="cpu", weights_only=True)
-    cfg = TPVConfig.from_dict(json.loads(blob["config"]))
-    model = TPVFormer(cfg, blob["variant"])
+def load_checkpoint(path: str | Path, parameter: str | None = None) -> tuple[TPVFormer, dict]:
+    """The model in ``path``; a bad file raises ``ModelFileError`` (one line naming ``parameter`` and the file)."""
+    from fovea_core.model_files import ModelFileError, check_state_dict, load_torch_file
+
+    blob = load_torch_file(path, parameter, required_keys=("model", "config", "variant"))
+    try:
+        cfg = TPVConfig.from_dict(json.loads(blob["config"]))
+        model = TPVFormer(cfg, blob["variant"])
+    except (TypeError, ValueError, KeyError, AttributeError) as exc:
+        raise ModelFileError(path, f"'config'/'variant' do not describe a TPVFormer ({exc})", parameter) from None
+    check_state_dict(blob["model"], model, path, parameter, key="model")
     model.load_state_dict(blob["model"])
     model.eval()
     return model, json.loads(blob.get("info", "{}"))

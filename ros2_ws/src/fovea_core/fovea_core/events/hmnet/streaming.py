@@ -28,6 +28,12 @@ class Prediction:
     latency_s: float  # model time of this step (tokenising included, event decoding excluded)
 
 
+def step_graph_names(cfg: HMNetConfig) -> list[str]:
+    """The exported step graphs a model of ``cfg`` needs (``<name>.onnx`` each)."""
+    return ["fast", "readout"] + [f"level{i + 1}" for i in range(1, cfg.levels)] + [
+        f"topdown{i}" for i in range(1, cfg.levels)] + (["slow_neck"] if cfg.levels > 1 else [])
+
+
 class _GraphRunner:
     """Runs the step pieces by name with numpy in / numpy out."""
 
@@ -71,13 +77,25 @@ class StreamingHMNet:
         return cls(model.cfg, _TorchRunner(model)).reset()
 
     @classmethod
-    def from_onnx(cls, cfg: HMNetConfig, onnx_dir: str | Path, threads: int = 1) -> "StreamingHMNet":
+    def from_onnx(cls, cfg: HMNetConfig, onnx_dir: str | Path, threads: int = 1, *, backend: str = "onnxruntime",
+                  device: str | None = None, parameter: str | None = None, **options) -> "StreamingHMNet":
+        """The exported step graphs in ``onnx_dir`` on ``backend`` ("onnxruntime": CPU unless ``device`` says
+        otherwise, ``threads`` intra-op threads; "tensorrt": one cached engine per step graph, under the
+        default engine names ``fovea build-engine`` prebuilds). ``parameter``: the name a bad file is reported
+        under; ``options`` go to ``load_backend`` (e.g. tensorrt ``precision``, ``cache_dir``)."""
         from fovea_core.backends import load_backend
 
-        names = ["fast", "readout"] + [f"level{i + 1}" for i in range(1, cfg.levels)] + [
-            f"topdown{i}" for i in range(1, cfg.levels)] + (["slow_neck"] if cfg.levels > 1 else [])
-        backends = {n: load_backend("onnxruntime", onnx_path=str(Path(onnx_dir) / f"{n}.onnx"), device="cpu",
-                                    intra_op_threads=threads) for n in names}
+        onnx_dir = Path(onnx_dir)
+        backends = {}
+        for name in step_graph_names(cfg):
+            if backend == "onnxruntime":
+                kind_options = {"device": device or "cpu", "intra_op_threads": threads}
+            elif backend == "tensorrt":
+                kind_options = {"device": device or "cuda"}
+            else:
+                raise ValueError(f"step graphs run on onnxruntime or tensorrt, not {backend!r}")
+            backends[name] = load_backend(backend, onnx_path=str(onnx_dir / f"{name}.onnx"), model_parameter=parameter,
+                                          **kind_options, **options)
         return cls(cfg, _GraphRunner(backends)).reset()
 
     def reset(self) -> "StreamingHMNet":

@@ -54,11 +54,17 @@ def save_model(model: HMNet, path: Path, variant: str, meta: dict) -> None:
                 "meta": json.dumps(meta)}, path)
 
 
-def load_model(path: str | Path) -> tuple[HMNet, dict]:
+def load_model(path: str | Path, parameter: str | None = None) -> tuple[HMNet, dict]:
+    """The model in ``path``; a bad file raises ``ModelFileError`` (one line naming ``parameter`` and the file)."""
     from fovea_core.events.hmnet.config import HMNetConfig
+    from fovea_core.model_files import ModelFileError, check_state_dict, load_torch_file
 
-    blob = torch.load(path, map_location="cpu", weights_only=True)
-    model = HMNet(HMNetConfig.from_dict(json.loads(blob["config"])))
+    blob = load_torch_file(path, parameter, required_keys=("state_dict", "config"))
+    try:
+        model = HMNet(HMNetConfig.from_dict(json.loads(blob["config"])))
+    except (TypeError, ValueError, AttributeError) as exc:
+        raise ModelFileError(path, f"'config' is not an HMNet configuration ({exc})", parameter) from None
+    check_state_dict(blob["state_dict"], model, path, parameter, key="state_dict")
     model.load_state_dict(blob["state_dict"])
     model.eval()
     return model, {"variant": blob.get("variant", "hmnet"), **json.loads(blob.get("meta", "{}"))}

@@ -187,3 +187,21 @@ def test_calibration_camera_info_round_trip(width, height, fx, fy, distortion, f
     np.testing.assert_array_equal(back.D, calibration.D)
     np.testing.assert_array_equal(back.P, calibration.P)
     assert (back.width, back.height, back.distortion_model, back.frame_id) == (width, height, "plumb_bob", frame)
+
+
+def test_an_is_bigendian_flag_other_than_0_or_1_is_refused():
+    msg = image("mono16", bytes(8), height=2, width=2, step=4)
+    msg.is_bigendian = 2
+    with pytest.raises(MessageLayoutError, match="is_bigendian is 2; it must be 0 or 1"):
+        image_to_array(msg)
+
+
+@pytest.mark.parametrize("field, index", [("d", 0), ("p", 2)])
+def test_non_finite_distortion_or_projection_is_refused(field, index):
+    msg = CameraInfo(width=64, height=48, k=[50.0, 0, 32, 0, 50.0, 24, 0, 0, 1], d=[0.1, 0.0, 0.0, 0.0, 0.0],
+                     p=[50.0, 0, 32, 0, 0, 50.0, 24, 0, 0, 0, 1, 0])
+    values = list(getattr(msg, field))
+    values[index] = float("nan")
+    setattr(msg, field, values)
+    with pytest.raises(ValueError, match=f"CameraInfo {field.upper()} has non-finite values"):
+        camera_info_to_calibration(msg)

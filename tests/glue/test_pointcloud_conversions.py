@@ -12,11 +12,15 @@ from sensor_msgs.msg import PointCloud2, PointField
 from std_msgs.msg import Header
 
 from fovea_ros.conversions import (
+    ImplausibleXyzError,
     MessageLayoutError,
+    MissingXyzError,
+    XyzFieldError,
     array_to_pointcloud2,
     drop_non_finite_xyz,
     ensure_native_byte_order,
     pointcloud2_to_array,
+    xyz_array,
 )
 
 SETTINGS = settings(max_examples=60, deadline=None)
@@ -276,3 +280,71 @@ def test_drop_non_finite_xyz_counts_exactly_the_invalid_points(n, rows, seed):
 def test_drop_non_finite_xyz_needs_xyz():
     with pytest.raises(ValueError, match="no field"):
         drop_non_finite_xyz(np.zeros(3, dtype=[("x", "f4"), ("y", "f4")]))
+
+
+# ------------------------------------------------------------------------ coordinates: types, byte order
+
+def xyz_cloud(n=500, dtype="<f4", seed=0, scale=40.0):
+    rng = np.random.default_rng(seed)
+    points = np.zeros(n, [("x", dtype), ("y", dtype), ("z", dtype), ("intensity", "<f4")])
+    for name in ("x", "y", "z"):
+        points[name] = rng.uniform(-scale, scale, n)
+    return points, array_to_pointcloud2(points, Header(frame_id="lidar"), is_bigendian=dtype.startswith(">"))
+
+
+@pytest.mark.parametrize("datatype, count", [(PointField.UINT8, 1), (PointField.INT16, 1), (PointField.INT32, 1),
+                                             (PointField.UINT32, 1), (PointField.FLOAT32, 2),
+                                             (PointField.FLOAT64, 2)])
+@pytest.mark.parametrize("name", ["x", "y", "z"])
+def test_a_coordinate_that_is_not_one_float_is_refused_with_its_own_reason(name, datatype, count):
+    size = STRUCT_FORMATS[datatype][1] * count
+    fields = [field(n, 16 * i, datatype if n == name else PointField.FLOAT32, count if n == name else 1)
+              for i, n in enumerate("xyz")]
+    msg = cloud(fields, bytes(48 * 3), height=1, width=3, point_step=48, row_step=144)
+    assert size <= 16
+    with pytest.raises(XyzFieldError, match=f"PointField '{name}' is .* with count {count}; x, y and z must be") as err:
+        pointcloud2_to_array(msg)
+    assert err.value.reason == "bad xyz field type" and isinstance(err.value, ValueError)
+
+
+def test_other_fields_may_have_any_count_and_type():
+    fields = [field("x", 0, PointField.FLOAT64), field("y", 8, PointField.FLOAT64), field("z", 16, PointField.FLOAT64),
+              field("rgb", 24, PointField.UINT8, count=3), field("label", 27, PointField.UINT8)]
+    points = pointcloud2_to_array(cloud(fields, bytes(28 * 2), height=1, width=2, point_step=28, row_step=56),
+                                  require_xyz=True)
+    assert points["rgb"].shape == (2, 3) and xyz_array(points).shape == (2, 3)
+
+
+@pytest.mark.parametrize("dtype", ["<f4", ">f4", "<f8", ">f8"])
+def test_byte_order_is_honoured(dtype):
+    points, msg = xyz_cloud(dtype=dtype)
+    decoded = pointcloud2_to_array(msg, require_xyz=True)
+    np.testing.assert_array_equal(xyz_array(decoded), xyz_array(points))
+
+
+@pytest.mark.parametrize("dtype", ["<f4", ">f4", "<f8", ">f8"])
+@pytest.mark.parametrize("scale", [0.5, 40.0, 300.0])
+def test_data_in_the_other_byte_order_than_flagged_is_refused(dtype, scale):
+    _, msg = xyz_cloud(dtype=dtype, scale=scale)
+    msg.is_bigendian = not msg.is_bigendian  # the same bytes, the flag lies
+    pointcloud2_to_array(msg)  # the layout itself is consistent ...
+    with pytest.raises(ImplausibleXyzError, match="does not match the data's byte order") as err:
+        pointcloud2_to_array(msg, require_xyz=True)  # ... the numbers are not
+    assert err.value.reason == "implausible coordinates"
+
+
+def test_plausibility_ignores_nan_rows_zero_returns_and_a_few_outliers():
+    points, _ = xyz_cloud(n=100)
+    points["x"][:30] = np.nan          # organised clouds: no return
+    points["y"][30:40] = 0.0           # exact zeros are fine
+    points["z"][40:45] = 1e9           # a few wild points are left to the method's range filter
+    xyz_array(points)
+
+
+def test_a_cloud_used_as_points_needs_xyz():
+    fields = [field("a", 0, PointField.FLOAT32)]
+    msg = cloud(fields, bytes(8), height=1, width=2, point_step=4, row_step=8)
+    assert pointcloud2_to_array(msg).shape == (2,)
+    with pytest.raises(MissingXyzError, match=r"no x, y, z field\(s\)") as err:
+        pointcloud2_to_array(msg, require_xyz=True)
+    assert err.value.reason == "wrong fields"

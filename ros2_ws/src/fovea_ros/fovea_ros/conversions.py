@@ -9,10 +9,18 @@ PointCloud2 -> numpy (:func:`pointcloud2_to_array`)
       ``count > 1`` becomes a sub-array of shape ``(count,)``; ``count == 0`` is treated as 1 (some drivers
       write 0). The dtype's itemsize is ``point_step``, so bytes between and after fields (padding) are
       skipped, never read.
+    * ``x``, ``y`` and ``z`` are coordinates wherever they appear (REP-103): each must be FLOAT32 or FLOAT64
+      with count 1 (0 read as 1), else :class:`XyzFieldError` (a ``uint8`` ``x`` read as metres, or an ``x``
+      of count 2, would be silently wrong numbers or a crash further on).
     * ``is_bigendian`` selects the byte order of every multi-byte field (``>`` or ``<``). The returned
       dtype keeps the message's byte order (that is what makes the view zero-copy); values read correctly
       either way. Use ``ensure_native_byte_order`` before handing the array to code that needs native
       order (torch, C extensions).
+    * ``require_xyz=True`` (for code that treats the cloud as points in space): x, y, z must exist
+      (:class:`MissingXyzError`), and the coordinates must look like distances: when most finite points have
+      a coordinate beyond 1e6 m or a denormal-small non-zero one (below 1e-20 m), the bytes are not what the
+      header says (typically big-endian data flagged little-endian, where ~96 % of byte-swapped float32
+      lidar points land there against none of the real ones) and :class:`ImplausibleXyzError` refuses it.
     * ``row_step`` is the byte distance between the starts of consecutive rows. It must be at least
       ``width * point_step``; anything beyond that is row padding and is skipped through strides.
       ``data`` must hold exactly ``height * row_step`` bytes.
@@ -58,11 +66,37 @@ from fovea_core.geometry.camera import CameraCalibration
 
 
 class MessageLayoutError(ValueError):
-    """A message's size fields (``point_step``, ``row_step``, ``step``, data length, offsets) disagree."""
+    """A message's size fields (``point_step``, ``row_step``, ``step``, data length, offsets) disagree.
+
+    ``reason`` is the drop reason a node counts it under (None: the node's generic "malformed <what>");
+    the subclasses below have reasons of their own, so /diagnostics tells the cases apart.
+    """
+
+    reason: str | None = None
+
+
+class XyzFieldError(MessageLayoutError):
+    """A field named x, y or z that is not a FLOAT32/FLOAT64 scalar."""
+
+    reason = "bad xyz field type"
+
+
+class MissingXyzError(MessageLayoutError):
+    """A cloud used as points in space has no x, y and z fields."""
+
+    reason = "wrong fields"
+
+
+class ImplausibleXyzError(MessageLayoutError):
+    """Coordinates no sensor produces: the bytes are not in the byte order (or types) the header says."""
+
+    reason = "implausible coordinates"
 
 
 class UnsupportedEncodingError(ValueError):
     """An Image encoding this module cannot convert."""
+
+    reason = "unsupported encoding"
 
     def __init__(self, encoding: str):
         self.encoding = encoding
@@ -83,6 +117,14 @@ POINTFIELD_NUMPY_TYPES: dict[int, str] = {
     PointField.FLOAT64: "f8",
 }
 _NUMPY_TYPE_TO_POINTFIELD = {code: datatype for datatype, code in POINTFIELD_NUMPY_TYPES.items()}
+_POINTFIELD_NAMES = {PointField.INT8: "INT8", PointField.UINT8: "UINT8", PointField.INT16: "INT16",
+                     PointField.UINT16: "UINT16", PointField.INT32: "INT32", PointField.UINT32: "UINT32",
+                     PointField.FLOAT32: "FLOAT32", PointField.FLOAT64: "FLOAT64"}
+XYZ = ("x", "y", "z")
+# Beyond these magnitudes a coordinate is not a distance in metres (see require_xyz in the module docstring).
+PLAUSIBLE_XYZ_MAX_M = 1e6
+PLAUSIBLE_XYZ_MIN_M = 1e-20
+IMPLAUSIBLE_FRACTION = 0.5
 
 
 def _byte_order(is_bigendian: bool) -> str:
@@ -123,6 +165,11 @@ def pointcloud2_dtype(fields, point_step: int, is_bigendian: bool) -> np.dtype:
             raise MessageLayoutError(f"PointField {field.name!r} appears twice")
         base = np.dtype(order + POINTFIELD_NUMPY_TYPES[field.datatype])
         count = max(int(field.count), 1)
+        if field.name in XYZ and (field.datatype not in (PointField.FLOAT32, PointField.FLOAT64) or count != 1):
+            raise XyzFieldError(
+                f"PointField {field.name!r} is {_POINTFIELD_NAMES[field.datatype]} with count {int(field.count)}; "
+                "x, y and z must be FLOAT32 or FLOAT64 with count 1"
+            )
         start, end = int(field.offset), int(field.offset) + base.itemsize * count
         if end > point_step:
             raise MessageLayoutError(
@@ -140,8 +187,40 @@ def pointcloud2_dtype(fields, point_step: int, is_bigendian: bool) -> np.dtype:
     return np.dtype({"names": names, "formats": formats, "offsets": offsets, "itemsize": int(point_step)})
 
 
-def pointcloud2_to_array(msg: PointCloud2, *, copy: bool = False) -> np.ndarray:
-    """Structured array of a PointCloud2 (semantics in the module docstring); a view unless ``copy``."""
+def pointcloud2_to_array(msg: PointCloud2, *, copy: bool = False, require_xyz: bool = False) -> np.ndarray:
+    """Structured array of a PointCloud2 (semantics in the module docstring); a view unless ``copy``.
+
+    ``require_xyz``: the cloud must be points in space (x, y, z present, plausible magnitudes)."""
+    points = _pointcloud2_view(msg)
+    if require_xyz:
+        check_xyz(points)
+    return points.copy() if copy else points
+
+
+def check_xyz(points: np.ndarray) -> None:
+    """Raise :class:`MissingXyzError` / :class:`ImplausibleXyzError` unless ``points`` look like a cloud."""
+    names = points.dtype.names or ()
+    missing = [n for n in XYZ if n not in names]
+    if missing:
+        raise MissingXyzError(f"cloud has no {', '.join(missing)} field(s); fields are {list(names)}")
+    flat = points.reshape(-1)
+    if flat.size == 0:
+        return
+    magnitude = np.stack([np.abs(flat[n].astype(np.float64)) for n in XYZ], axis=1)
+    finite = np.isfinite(magnitude).all(axis=1)
+    usable = magnitude[finite]
+    if usable.size == 0:
+        return  # all NaN: the non-finite filter says so
+    odd = ((usable > PLAUSIBLE_XYZ_MAX_M) | ((usable < PLAUSIBLE_XYZ_MIN_M) & (usable > 0))).any(axis=1)
+    if odd.mean() > IMPLAUSIBLE_FRACTION:
+        raise ImplausibleXyzError(
+            f"{odd.mean():.0%} of {len(usable)} finite points have a coordinate beyond {PLAUSIBLE_XYZ_MAX_M:g} m "
+            f"or a non-zero one below {PLAUSIBLE_XYZ_MIN_M:g} m: is_bigendian={bool(points.dtype[XYZ[0]].byteorder == '>')}"
+            " does not match the data's byte order (or the field types are wrong)"
+        )
+
+
+def _pointcloud2_view(msg: PointCloud2) -> np.ndarray:
     height, width = int(msg.height), int(msg.width)
     point_step, row_step = int(msg.point_step), int(msg.row_step)
     dtype = pointcloud2_dtype(msg.fields, point_step, bool(msg.is_bigendian))
@@ -162,8 +241,14 @@ def pointcloud2_to_array(msg: PointCloud2, *, copy: bool = False) -> np.ndarray:
     # One strided view covers both the packed case and padded rows (row_step > width * point_step):
     # the padding is stepped over, never copied.
     points = np.ndarray(shape=(height, width), dtype=dtype, buffer=raw, strides=(row_step, point_step))
-    points = points.reshape(shape)
-    return points.copy() if copy else points
+    return points.reshape(shape)
+
+
+def xyz_array(points: np.ndarray) -> np.ndarray:
+    """``(N, 3)`` float64 coordinates of a structured cloud (checked with :func:`check_xyz`), flattened."""
+    check_xyz(points)
+    flat = points.reshape(-1)
+    return np.stack([flat[n] for n in XYZ], axis=1).astype(np.float64)
 
 
 def drop_non_finite_xyz(points: np.ndarray) -> tuple[np.ndarray, int]:
@@ -280,6 +365,8 @@ def _image_encoding(encoding: str) -> ImageEncoding:
 def image_to_array(msg: Image, *, copy: bool = False) -> np.ndarray:
     """``(H, W)`` or ``(H, W, C)`` array of an Image (semantics in the module docstring)."""
     spec = _image_encoding(msg.encoding)
+    if int(msg.is_bigendian) not in (0, 1):
+        raise MessageLayoutError(f"Image is_bigendian is {int(msg.is_bigendian)}; it must be 0 or 1")
     height, width, step = int(msg.height), int(msg.width), int(msg.step)
     channel = np.dtype(_byte_order(bool(msg.is_bigendian)) + spec.numpy_type)
     pixel_bytes = channel.itemsize * spec.channels
@@ -343,8 +430,13 @@ def array_to_image(pixels: np.ndarray, encoding: str, header: Header | None = No
 
 
 def camera_info_to_calibration(msg: CameraInfo) -> CameraCalibration:
-    """Calibration of a CameraInfo (``P`` of all zeros is read as absent; see the module docstring)."""
+    """Calibration of a CameraInfo (``P`` of all zeros is read as absent; see the module docstring).
+
+    Raises ValueError for a size of 0, a K that is not a pinhole matrix, or non-finite D / P."""
     projection = np.asarray(msg.p, dtype=np.float64).reshape(3, 4)
+    for name, values in (("D", msg.d), ("P", projection)):
+        if not np.all(np.isfinite(np.asarray(values, dtype=np.float64))):
+            raise ValueError(f"CameraInfo {name} has non-finite values")
     return CameraCalibration(
         K=np.asarray(msg.k, dtype=np.float64).reshape(3, 3),
         width=int(msg.width),

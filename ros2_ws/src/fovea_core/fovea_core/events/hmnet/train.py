@@ -1,19 +1,22 @@
-"""Train HMNet (or the single-rate baseline / HMNet-1) on simulated sequences with truncated BPTT.
+"""``fovea train hmnet``: HMNet (or the single-rate baseline / HMNet-1) on simulated sequences with
+truncated BPTT, on the shared training runner (``fovea_core.training``: torchrun DDP, AMP, resume,
+TensorBoard, progress).
 
     python -m fovea_core.events.hmnet.train --out models/hmnet/hmnet.pt --minutes 12
     python -m fovea_core.events.hmnet.train --variant baseline --out models/hmnet/baseline.pt
+    python -m torch.distributed.run --nproc_per_node 2 -m fovea_core.events.hmnet.train --iterations 450
 
-Each iteration takes a batch of whole sequences from their first window and runs them in chunks of
-``--tbptt`` steps, detaching the memories between chunks (so gradients span at most one chunk while the
-memories span the whole sequence, as at inference time). Chunks are multiples of 9 steps so every chunk holds
-whole periods of the slowest level.
+A sequence batch (``--batch`` whole sequences, from their first window) runs in chunks of ``--tbptt`` steps,
+detaching the memories between chunks (gradients span at most one chunk while the memories span the whole
+sequence, as at inference time); each chunk is one optimiser step, so ``--iterations`` counts chunks
+(``ceil(windows / tbptt)`` per sequence batch). Chunks are multiples of 9 steps so every chunk holds whole
+periods of the slowest level. Under torchrun each rank draws its own sequence batches.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import math
-import time
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +26,7 @@ import torch.nn.functional as F
 from fovea_core.events.hmnet.config import cpu_config, gpu_config, single_memory, single_rate_baseline
 from fovea_core.events.hmnet.data import DEFAULT_CACHE, build_split
 from fovea_core.events.hmnet.model import HMNet, count_parameters
+from fovea_core.training import ProgressLR, RunContext, TaskError, TrainTask, cosine_factor, train_main
 
 VARIANTS = ("hmnet", "baseline", "hmnet1")
 
@@ -70,73 +74,110 @@ def load_model(path: str | Path, parameter: str | None = None) -> tuple[HMNet, d
     return model, {"variant": blob.get("variant", "hmnet"), **json.loads(blob.get("meta", "{}"))}
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="fovea train hmnet", description=__doc__.split("\n")[0])
+class SequenceChunks:
+    """The batch source: picks ``batch`` training sequences with this rank's generator, then hands out their
+    chunks in order. Its position is checkpointed, so a resume continues inside the same sequence batch."""
+
+    def __init__(self, tokens: torch.Tensor, labels: torch.Tensor, depth: torch.Tensor, batch: int,
+                 tbptt: int) -> None:
+        self.tokens, self.labels, self.depth = tokens, labels, depth  # (S, T, ...)
+        self.batch, self.tbptt = min(batch, len(tokens)), tbptt
+        self.windows = tokens.shape[1]
+        self.chunks_per_sequence = math.ceil(self.windows / tbptt)
+        self.pick = torch.zeros(0, dtype=torch.int64)
+        self.chunk = 0
+
+    def __call__(self, rng: np.random.Generator):
+        if self.chunk == 0:
+            self.pick = torch.from_numpy(rng.choice(len(self.tokens), size=self.batch, replace=False))
+        window = slice(self.chunk * self.tbptt, min((self.chunk + 1) * self.tbptt, self.windows))
+        self.chunk = (self.chunk + 1) % self.chunks_per_sequence
+        return {"tokens": self.tokens[self.pick, window].transpose(0, 1),
+                "labels": self.labels[self.pick, window].transpose(0, 1),
+                "depth": self.depth[self.pick, window].transpose(0, 1), "start": window.start}
+
+    def state_dict(self) -> dict:
+        return {"pick": self.pick.clone(), "chunk": self.chunk}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.pick, self.chunk = state["pick"], int(state["chunk"])
+
+
+class ChunkLoss:
+    """Class-weighted cross-entropy + L1 on log depth for one chunk, carrying the memories (detached) from
+    the previous chunk of the same sequences; a chunk starting at window 0 starts from empty memories."""
+
+    def __init__(self, weights: torch.Tensor, depth_weight: float) -> None:
+        self.weights, self.depth_weight = weights, depth_weight
+        self.states: list[torch.Tensor] | None = None
+
+    def __call__(self, model: HMNet, batch: dict):
+        states = None if batch["start"] == 0 else self.states
+        seg, dep, states = model.forward_sequence(batch["tokens"], states, start_step=batch["start"])
+        self.states = [s.detach() for s in states]
+        loss, ce, log_err = sequence_loss(seg, dep, batch["labels"], batch["depth"],
+                                          self.weights.to(seg.device), self.depth_weight)
+        return loss, {"ce": ce.detach(), "log_depth_l1": log_err.detach()}
+
+    def state_dict(self) -> dict:
+        return {"states": [s.cpu() for s in self.states] if self.states is not None else []}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.states = list(state["states"]) or None
+        if self.states is not None and self.weights.device.type != "cpu":
+            self.states = [s.to(self.weights.device) for s in self.states]
+
+
+def add_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--variant", choices=VARIANTS, default="hmnet")
     ap.add_argument("--size", choices=("cpu", "gpu"), default="cpu")
-    ap.add_argument("--out", type=Path, default=Path("models/hmnet/hmnet.pt"))
-    ap.add_argument("--minutes", type=float, default=12.0, help="wall-clock training budget")
-    ap.add_argument("--max-iterations", type=int, default=0, help="stop after this many iterations (0: budget only)")
     ap.add_argument("--train-sequences", type=int, default=32)
     ap.add_argument("--windows", type=int, default=180, help="5 ms windows per sequence")
-    ap.add_argument("--batch", type=int, default=8)
-    ap.add_argument("--tbptt", type=int, default=18)
+    ap.add_argument("--batch", type=int, default=8, help="sequences per batch (per rank under torchrun)")
+    ap.add_argument("--tbptt", type=int, default=18, help="windows per chunk (one optimiser step)")
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--depth-weight", type=float, default=1.0)
-    ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--device", default="cpu")
     ap.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE)
-    args = ap.parse_args(argv)
 
-    torch.set_num_threads(args.threads)
-    torch.manual_seed(args.seed)
-    rng = np.random.default_rng(args.seed)
+
+def build_task(args: argparse.Namespace, ctx: RunContext) -> TrainTask:
     cfg = make_config(args.variant, args.size)
-    t0 = time.monotonic()
-    data = build_split("train", args.train_sequences, args.windows, cfg, args.cache_dir)
-    print(f"[train] {len(data)} sequences x {args.windows} windows ready in {time.monotonic() - t0:.1f}s", flush=True)
+    if args.tbptt < 1 or args.windows < 1 or args.train_sequences < 1 or args.batch < 1:
+        raise TaskError("--tbptt, --windows, --train-sequences and --batch must be >= 1")
+    with ctx.main_first():  # rank 0 simulates and caches; the others then read the cache
+        data = build_split("train", args.train_sequences, args.windows, cfg, args.cache_dir)
+    ctx.log(f"[train hmnet] {len(data)} sequences x {args.windows} windows ready")
     tokens = torch.from_numpy(np.stack([d.tokens for d in data]))  # (S, T, N, K)
     labels = torch.from_numpy(np.stack([d.labels for d in data]).astype(np.int64))
     depth = torch.from_numpy(np.stack([d.depth for d in data]))
-    weights = class_weights(labels.numpy(), cfg.num_classes).to(args.device)
+    weights = class_weights(labels.numpy(), cfg.num_classes).to(ctx.device)
+    model = HMNet(cfg)
+    ctx.log(f"[train hmnet] variant={args.variant} params={count_parameters(model)} config={cfg.to_json()}")
+    chunks = SequenceChunks(tokens, labels, depth, args.batch, args.tbptt)
+    loss = ChunkLoss(weights, args.depth_weight)
 
-    model = HMNet(cfg).to(args.device)
-    print(f"[train] variant={args.variant} params={count_parameters(model)} config={cfg.to_json()}", flush=True)
-    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-4)
-    budget_s = args.minutes * 60.0
-    chunks_per_seq = math.ceil(args.windows / args.tbptt)
-    iteration, start = 0, time.monotonic()
-    while time.monotonic() - start < budget_s and not (args.max_iterations and iteration >= args.max_iterations):
-        pick = torch.from_numpy(rng.choice(len(data), size=min(args.batch, len(data)), replace=False))
-        states, losses = None, []
-        for c in range(chunks_per_seq):
-            frac = min((time.monotonic() - start) / budget_s, 1.0)
-            if args.max_iterations:
-                frac = max(frac, (iteration + c / chunks_per_seq) / args.max_iterations)
-            for g in opt.param_groups:  # cosine decay over the budget (time or iterations, whichever ends first)
-                g["lr"] = args.lr * 0.5 * (1 + math.cos(math.pi * frac))
-            sl = slice(c * args.tbptt, min((c + 1) * args.tbptt, args.windows))
-            tok = tokens[pick, sl].transpose(0, 1).to(args.device)
-            seg, dep, states = model.forward_sequence(tok, states, start_step=sl.start)
-            loss, ce, lerr = sequence_loss(seg, dep, labels[pick, sl].transpose(0, 1).to(args.device),
-                                           depth[pick, sl].transpose(0, 1).to(args.device), weights, args.depth_weight)
-            opt.zero_grad()
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            opt.step()
-            states = [s.detach() for s in states]
-            losses.append((ce.item(), lerr.item()))
-        iteration += 1
-        ce_m, lerr_m = np.mean(losses, axis=0)
-        print(f"[train] iter {iteration} t={time.monotonic() - start:.0f}s ce={ce_m:.3f} log_depth_l1={lerr_m:.3f}",
-              flush=True)
-    meta = {"iterations": iteration, "train_sequences": args.train_sequences, "windows": args.windows,
-            "batch": args.batch, "tbptt": args.tbptt, "minutes": args.minutes, "lr": args.lr, "seed": args.seed,
-            "train_seconds": round(time.monotonic() - start, 1)}
-    save_model(model.cpu(), args.out, args.variant, meta)
-    print(f"[train] saved {args.out} after {iteration} iterations", flush=True)
-    return 0
+    def save(trained: torch.nn.Module, out: Path, summary: dict) -> None:
+        meta = {"iterations": summary["steps"] // chunks.chunks_per_sequence, "optimiser_steps": summary["steps"],
+                "train_sequences": args.train_sequences, "windows": args.windows, "batch": args.batch,
+                "tbptt": args.tbptt, "minutes": args.minutes, "lr": args.lr, "seed": args.seed,
+                "train_seconds": summary["train_seconds"],
+                **{k: summary[k] for k in ("world_size", "device", "precision", "threads")}}
+        save_model(trained.cpu(), out, args.variant, meta)
+
+    return TrainTask(
+        model=model, loss=loss, batches=chunks, stateful=(chunks, loss), save=save,
+        optimizer=lambda m: torch.optim.AdamW(m.parameters(), lr=args.lr, weight_decay=1e-4),
+        # cosine to 0 over the budget (time or steps, whichever ends first), updated every chunk
+        schedule=lambda opt, budget: ProgressLR(opt, cosine_factor(0.0)),
+        clip_grad_norm=1.0,
+        config={"variant": args.variant, "model": json.loads(cfg.to_json()), "train_sequences": args.train_sequences,
+                "windows": args.windows, "batch": args.batch, "tbptt": args.tbptt, "lr": args.lr,
+                "depth_weight": args.depth_weight})
+
+
+def main(argv: list[str] | None = None) -> int:
+    return train_main(argv, build_task, name="hmnet", description=__doc__.split("\n")[0],
+                      out="models/hmnet/hmnet.pt", add_arguments=add_arguments, minutes=12.0)
 
 
 if __name__ == "__main__":

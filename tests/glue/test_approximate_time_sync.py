@@ -6,6 +6,7 @@ installed (robots). Where it is absent the parametrisation simply has one entry;
 """
 import importlib.util
 import itertools
+import re
 from collections import Counter
 
 import pytest
@@ -248,3 +249,91 @@ def test_concurrent_adds_from_two_threads_lose_nothing(backend):
         thread.join()
     assert sorted(pairs) == sorted((f"0:{i}", f"1:{i}") for i in range(500))
     assert sync.emitted == 500 and sync.queue_lengths() == [0, 0]
+
+
+# ------------------------------------------------------------------------------------- why drops happen
+
+def feed_rig(sync, stamps_per_input):
+    """Feed interleaved: round r gives every input its r-th stamp (None: that input publishes nothing)."""
+    for r in range(max(len(s) for s in stamps_per_input)):
+        for index, stamps in enumerate(stamps_per_input):
+            if r < len(stamps) and stamps[r] is not None:
+                sync.add(index, Stamped(f"{index}.{r}", stamps[r]))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_silent_input_is_reported_as_the_missing_member(backend):
+    reports = []
+    sync, emitted = make(3, 2, 0.05, backend, input_names=["/cam_a", "/cam_b", "/lidar"],
+                         on_drop=lambda *r: reports.append(r))
+    rounds = [i * 500 * MS for i in range(6)]
+    feed_rig(sync, [rounds, rounds, []])
+    assert emitted == []
+    assert sync.drop_causes == {"missing member /lidar": 8}
+    assert sync.dropped["queue_overflow"] == 8 and len(reports) == 8
+    reason, count, detail = reports[0]
+    assert (reason, count) == ("missing member /lidar", 1) and "nothing queued on /lidar" in detail
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_camera_stamped_one_second_late_is_reported_outside_slop(backend):
+    reports = []
+    sync, emitted = make(3, 2, 0.05, backend, input_names=["/cam_a", "/cam_b", "/lidar"],
+                         on_drop=lambda *r: reports.append(r))
+    rounds = [i * 500 * MS for i in range(6)]
+    feed_rig(sync, [rounds, [s + 1000 * MS for s in rounds], rounds])
+    # cam_b's stamp t+1 s meets the others' t+1 s while those are still queued: some late sets form
+    assert len(emitted) < 6
+    causes = sync.drop_causes
+    assert all(reason.startswith("outside slop") for reason in causes)
+    assert max(causes, key=causes.get) == "outside slop /cam_b", causes
+    first = next(detail for reason, _, detail in reports if reason == "outside slop /cam_b")
+    assert re.search(r"nearest on /cam_b (500|1000)\.0 ms away, slop 50 ms", first), first
+    # nothing vanishes: every message is in a set, counted as a drop, or still waiting
+    assert 3 * sync.emitted + sum(causes.values()) + sum(sync.queue_lengths()) == 18
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_candidates_everywhere_but_no_tight_set_is_a_queue_overflow(backend):
+    sync, emitted = make(3, 1, 0.010, backend)
+    sync.add(0, Stamped("a", 100 * MS))
+    sync.add(1, Stamped("b", 109 * MS))
+    sync.add(2, Stamped("c", 91 * MS))   # a is within slop of both, b and c are 18 ms apart
+    sync.add(0, Stamped("a2", 300 * MS))  # a leaves the full queue unmatched
+    assert emitted == [] and sync.drop_causes == {"queue overflow": 1}
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_duplicates_and_headerless_messages_are_reported(backend):
+    reports = []
+    sync, _ = make(2, 5, 0.05, backend, on_drop=lambda *r: reports.append(r[0]))
+    sync.add(0, Stamped("a", 0))
+    sync.add(0, Stamped("a again", 0))
+    sync.add(1, Headerless())
+    assert reports == ["duplicate stamp", "headerless"]
+
+
+def test_the_subscription_helper_counts_drops_on_the_node_and_reports_what_waits():
+    class FakeFoveaNode:
+        def __init__(self):
+            self.drops, self.values, self.callbacks = [], {}, []
+
+        def create_subscription(self, msg_type, topic, callback, qos):
+            self.callbacks.append(callback)
+            return callback
+
+        def drop(self, reason, detail="", n=1):
+            self.drops.append((reason, n))
+
+        def set_diagnostic(self, key, value):
+            self.values[key] = value
+
+    node = FakeFoveaNode()
+    sync, emitted = make(2, 1, 0.05, "fovea")
+    subscribe_synchronized(node, [(Stamped, "/image"), (Stamped, "/points")], sync, qos_profile=7)
+    node.callbacks[0](Stamped("i0", 0))
+    assert node.values["sync_waiting"] == 1
+    node.callbacks[0](Stamped("i1", 1000 * MS))
+    assert node.drops == [("sync: missing member /points", 1)] and node.values["sync_waiting"] == 1
+    node.callbacks[1](Stamped("p1", 1001 * MS))
+    assert emitted == [("i1", "p1")] and node.values["sync_waiting"] == 0

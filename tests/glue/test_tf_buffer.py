@@ -227,3 +227,45 @@ def test_transform_stamped_matrix_round_trip(robot):
     msg = robot.lookup_transform("map", "camera", S // 3)
     np.testing.assert_allclose(transform_stamped_to_matrix(msg), robot.lookup_matrix("map", "camera", S // 3),
                                atol=1e-12)
+
+
+def test_rejections_are_counted_by_reason_and_reported_per_transform():
+    class TFMessageLike:
+        def __init__(self, transforms):
+            self.transforms = transforms
+
+    tf = TfBuffer(backend="fovea", cache_duration_s=1.0)
+    reports = []
+    batch = TFMessageLike([edge("base_link", "cam", 0, rotation=(math.nan, 0.0, 0.0, 1.0)),
+                           edge("base_link", "lidar", 0), edge("base_link", "base_link", 0)])
+    assert tf.add_tf_message(batch, True, lambda *r: reports.append(r)) == 1
+    assert tf.rejections == {"non-finite values": 1, "parent equals child": 1}
+    assert reports == [("non-finite values", "/tf_static: 'base_link' -> 'cam'"),
+                       ("parent equals child", "/tf_static: 'base_link' -> 'base_link'")]
+    tf.set_transform(edge("odom", "base_link", 5 * S))
+    assert not tf.set_transform(edge("odom", "base_link", 3 * S))
+    assert tf.rejected_old == 1 and tf.rejected_invalid == 2
+    assert tf.last_rejection == "older than the cache: 'odom' -> 'base_link'"
+
+
+def test_the_subscription_counts_rejected_transforms_as_node_drops():
+    from tf2_msgs.msg import TFMessage
+
+    class FakeFoveaNode:
+        def __init__(self):
+            self.callbacks, self.drops = {}, []
+
+        def create_subscription(self, msg_type, topic, callback, qos):
+            self.callbacks[topic] = callback
+            return callback
+
+        def drop(self, reason, detail="", n=1):
+            self.drops.append((reason, detail))
+
+    node, tf = FakeFoveaNode(), TfBuffer(backend="fovea")
+    subscribe_tf(node, tf)
+    node.callbacks["/tf_static"](TFMessage(transforms=[edge("base_link", "cam", 0, rotation=(0.0, 0.0, 0.0, 0.0))]))
+    node.callbacks["/tf"](TFMessage(transforms=[edge("", "x", 0), edge("odom", "base_link", 0)]))
+    assert node.drops == [("rejected transform: zero quaternion", "/tf_static: 'base_link' -> 'cam'"),
+                          ("rejected transform: empty frame name", "/tf: '' -> 'x'")]
+    assert tf.known_frames() == {"odom", "base_link"}

@@ -24,6 +24,23 @@ Policy (both backends; ``slop`` in seconds is held as ``int(slop * 1e9)`` nanose
 Note this is *not* the C++ ``message_filters::sync_policies::ApproximateTime`` algorithm (which looks
 for the set with the smallest span over all queues and drops everything older than its pivot).
 
+Why a message was dropped (:attr:`ApproximateTimeSync.drop_causes` and the ``on_drop`` callback): a message
+that leaves its queue unmatched (``queue_overflow`` above) is classified by the other inputs' queues at
+that moment, the first rule that applies to some input (inputs in order) names it:
+
+* ``missing member <input>``: that input's queue was empty (nothing from it is waiting to be matched: it
+  stopped publishing, lost this message, or runs slower; if its messages come late in wall time, a longer
+  queue would have caught them);
+* ``outside slop <input>``: that input has queued messages, but none within ``slop`` (the detail says how
+  far the nearest was: clock offset, or a slop too tight);
+* ``queue overflow``: every input had a candidate within ``slop``, yet no set spanned less than ``slop``.
+
+``<input>`` is the input's name from ``input_names`` (topics, when :func:`subscribe_synchronized` wires
+it), else ``input <i>``. Duplicates and headerless messages are reported as ``duplicate stamp`` and
+``headerless``. ``on_drop(reason, count, detail)`` is called outside the lock for every drop, so a node
+can count each under its reason on /diagnostics; :func:`subscribe_synchronized` connects it to the
+node's ``drop`` and publishes the messages still waiting (``sync_waiting``) with ``set_diagnostic``.
+
 Backends: ``backend="auto"`` uses the ``message_filters`` package when it can be imported and this
 module's own implementation (``"fovea"``) otherwise; :attr:`ApproximateTimeSync.backend` says which one
 runs. Both are fed through :meth:`ApproximateTimeSync.add`, call ``callback`` outside the internal
@@ -43,6 +60,7 @@ from typing import Any, Callable, Sequence
 
 BACKENDS = ("fovea", "message_filters")
 DROP_REASONS = ("headerless", "duplicate_stamp", "queue_overflow")
+CAUSES = ("missing member", "outside slop", "queue overflow")
 
 
 def message_filters_available() -> bool:
@@ -66,7 +84,8 @@ class ApproximateTimeSync:
 
     def __init__(self, num_inputs: int, queue_size: int, slop: float, callback: Callable[..., Any], *,
                  allow_headerless: bool = False, backend: str = "auto",
-                 now_ns: Callable[[], int] = time.time_ns):
+                 now_ns: Callable[[], int] = time.time_ns, input_names: Sequence[str] | None = None,
+                 on_drop: Callable[[str, int, str], Any] | None = None):
         if num_inputs < 1:
             raise ValueError(f"num_inputs must be >= 1, got {num_inputs}")
         if queue_size < 1:
@@ -84,11 +103,18 @@ class ApproximateTimeSync:
         self.slop_ns = int(slop * 1_000_000_000)
         self.allow_headerless = bool(allow_headerless)
         self.emitted = 0
+        self.input_names = list(input_names) if input_names is not None else [f"input {i}" for i in
+                                                                               range(num_inputs)]
+        if len(self.input_names) != num_inputs:
+            raise ValueError(f"{len(self.input_names)} input names for {num_inputs} inputs")
+        self.on_drop = on_drop
         self._callback = callback
         self._now_ns = now_ns
         self._drops: Counter[str] = Counter()
+        self._causes: Counter[str] = Counter()
         self._lock = threading.Lock()
         self._ready: list[tuple] = []  # sets found under the lock, handed to the callback after it
+        self._dropped_now: list[tuple[str, str]] = []  # (reason, detail) found under the lock, reported after it
         if backend == "message_filters":
             self._impl = _MessageFiltersPolicy(self)
         else:
@@ -99,6 +125,12 @@ class ApproximateTimeSync:
         """Messages dropped so far, by reason (every reason in ``DROP_REASONS`` present, maybe 0)."""
         with self._lock:
             return {reason: self._drops[reason] for reason in DROP_REASONS}
+
+    @property
+    def drop_causes(self) -> dict[str, int]:
+        """Drops by the reason reported to ``on_drop`` (``missing member <input>``, ... see the module doc)."""
+        with self._lock:
+            return dict(self._causes)
 
     def queue_lengths(self) -> list[int]:
         """How many messages wait in each input's queue."""
@@ -113,12 +145,48 @@ class ApproximateTimeSync:
         with self._lock:
             if stamp is None and not self.allow_headerless:
                 self._drops["headerless"] += 1
-                return
-            self._impl.add(index, msg, stamp)
+                self._report("headerless", f"{self.input_names[index]}: message has no header stamp")
+            else:
+                self._impl.add(index, msg, stamp)
             ready, self._ready = self._ready, []
+            dropped, self._dropped_now = self._dropped_now, []
             self.emitted += len(ready)
+        if self.on_drop is not None:
+            for reason, detail in dropped:
+                self.on_drop(reason, 1, detail)
         for messages in ready:
             self._callback(*messages)
+
+    # ---- drop bookkeeping (called by the policies under the lock) -----------------------------------
+    def _report(self, reason: str, detail: str) -> None:
+        self._causes[reason] += 1
+        self._dropped_now.append((reason, detail))
+
+    def _duplicate(self, index: int, stamp: int) -> None:
+        self._drops["duplicate_stamp"] += 1
+        self._report("duplicate stamp", f"{self.input_names[index]}: a newer message with stamp {stamp} ns "
+                                        "replaced the queued one")
+
+    def _evicted(self, index: int, stamp: int, queues: Sequence[Sequence[int]]) -> None:
+        """Count a message that left input ``index``'s queue unmatched; ``queues``: every input's stamps."""
+        self._drops["queue_overflow"] += 1
+        self._report(*classify_unmatched(index, stamp, queues, self.slop_ns, self.input_names))
+
+
+def classify_unmatched(index: int, stamp: int, queues: Sequence[Sequence[int]], slop_ns: int,
+                       names: Sequence[str]) -> tuple[str, str]:
+    """(reason, detail) for a message at ``stamp`` dropped unmatched from input ``index`` (module docstring)."""
+    what = f"{names[index]} at {stamp / 1e9:.3f} s"
+    others = [(other, stamps) for other, stamps in enumerate(queues) if other != index]
+    for other, stamps in others:
+        if not stamps:
+            return f"missing member {names[other]}", f"{what}: nothing queued on {names[other]}"
+    for other, stamps in others:
+        nearest = min(abs(s - stamp) for s in stamps)
+        if nearest > slop_ns:
+            return (f"outside slop {names[other]}",
+                    f"{what}: nearest on {names[other]} {nearest / 1e6:.1f} ms away, slop {slop_ns / 1e6:g} ms")
+    return "queue overflow", f"{what}: candidates on every input, but no set within slop"
 
 
 class _FoveaPolicy:
@@ -138,11 +206,12 @@ class _FoveaPolicy:
             stamp = int(owner._now_ns())
         queue = self._queues[index]
         if stamp in queue:
-            owner._drops["duplicate_stamp"] += 1
+            owner._duplicate(index, stamp)
         queue[stamp] = msg
         while len(queue) > owner.queue_size:
-            del queue[min(queue)]
-            owner._drops["queue_overflow"] += 1
+            oldest = min(queue)
+            del queue[oldest]
+            owner._evicted(index, oldest, self._queues)
         if stamp not in queue:  # the new message was the oldest and overflowed at once
             return
         candidates: list[list[int]] = []
@@ -214,11 +283,24 @@ class _MessageFiltersPolicy:
         queue = self._sync.queues[index]
         before = len(queue)
         duplicate = stamp is not None and stamp in queue
+        # message_filters inserts, then drops the oldest stamps beyond queue_size, then matches: the
+        # messages it will drop, and the other queues they are judged against, are known beforehand.
+        snapshot = [list(q) for q in self._sync.queues]
+        will_hold = sorted(set(snapshot[index]) | ({stamp} if stamp is not None else set()))
+        evicted = will_hold[:max(len(will_hold) - owner.queue_size, 0)]
+        snapshot[index] = will_hold[len(evicted):]
         emitted_before = len(owner._ready)
         self._inputs[index].signalMessage(msg)
         emitted = len(owner._ready) - emitted_before
-        owner._drops["duplicate_stamp"] += int(duplicate)
-        owner._drops["queue_overflow"] += before + (0 if duplicate else 1) - emitted - len(queue)
+        if duplicate:
+            owner._duplicate(index, stamp)
+        overflowed = before + (0 if duplicate else 1) - emitted - len(queue)
+        for i in range(overflowed):
+            if i < len(evicted):
+                owner._evicted(index, evicted[i], snapshot)
+            else:  # not predicted (a headerless message stamped inside message_filters): counted all the same
+                owner._drops["queue_overflow"] += 1
+                owner._report("queue overflow", f"{owner.input_names[index]}: dropped from a full queue")
 
 
 def subscribe_synchronized(node: Any, inputs: Sequence[tuple[type, str]], sync: ApproximateTimeSync,
@@ -226,11 +308,26 @@ def subscribe_synchronized(node: Any, inputs: Sequence[tuple[type, str]], sync: 
     """Create one rclpy subscription per ``(message type, topic)`` feeding ``sync.add(i, msg)``.
 
     ``qos_profile`` is an ``rclpy.qos.QoSProfile`` (the node base passes sensor-data QoS by default).
+    The inputs are named by their topics; when the node has ``drop`` (a Fovea node), every message the
+    synchronizer drops is counted there as ``sync: <reason>`` and ``sync_waiting`` (messages queued,
+    not yet in a set) is kept current with ``set_diagnostic``, so lost camera sets show on /diagnostics.
     Returns the subscriptions; keep them alive as long as the synchronizer is used.
     """
     if len(inputs) != sync.num_inputs:
         raise ValueError(f"{len(inputs)} topics given for a synchronizer of {sync.num_inputs} inputs")
+    if all(name == f"input {i}" for i, name in enumerate(sync.input_names)):
+        sync.input_names = [topic for _, topic in inputs]
+    drop = getattr(node, "drop", None)
+    if sync.on_drop is None and callable(drop):
+        sync.on_drop = lambda reason, count, detail: drop(f"sync: {reason}", detail, n=count)
+    set_diagnostic = getattr(node, "set_diagnostic", None)
+
+    def feed(index: int, msg: Any) -> None:
+        sync.add(index, msg)
+        if callable(set_diagnostic):
+            set_diagnostic("sync_waiting", sum(sync.queue_lengths()))
+
     return [
-        node.create_subscription(msg_type, topic, functools.partial(sync.add, index), qos_profile)
+        node.create_subscription(msg_type, topic, functools.partial(feed, index), qos_profile)
         for index, (msg_type, topic) in enumerate(inputs)
     ]

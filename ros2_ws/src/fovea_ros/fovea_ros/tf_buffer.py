@@ -24,7 +24,10 @@ chosen by ``backend="auto"`` when ``tf2_ros`` is importable; :attr:`TfBuffer.bac
 * Each dynamic edge keeps samples no older than ``cache_duration_s`` (default 10 s) before its newest
   sample; a sample older than that on arrival is rejected and counted in ``rejected_old``. Samples
   with empty or equal frame names, non-finite numbers or a zero quaternion are rejected and counted in
-  ``rejected_invalid`` (not raised: the subscription callback must survive one bad message).
+  ``rejected_invalid`` (not raised: the subscription callback must survive one bad message), on both
+  backends (checked here before tf2_ros sees them). ``rejections`` counts them by reason
+  (:data:`REJECTION_REASONS`); :func:`subscribe_tf` also counts each as a node drop
+  ``rejected transform: <reason>``, so a bad ``/tf_static`` is visible on /diagnostics.
   Quaternions are normalised on use.
 * Errors are ``LookupError`` subclasses: :class:`FrameNotFoundError` (a frame never seen),
   :class:`NoPathError` (frames in different trees), :class:`ExtrapolationError`.
@@ -38,6 +41,8 @@ from __future__ import annotations
 import bisect
 import importlib.util
 import threading
+from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -54,6 +59,24 @@ from fovea_core.geometry.transforms import (
 
 NS_PER_S = 1_000_000_000
 _MAX_TREE_DEPTH = 1000  # deeper than any real robot; stops a parent cycle from looping forever
+REJECTION_REASONS = ("empty frame name", "parent equals child", "non-finite values", "zero quaternion",
+                     "older than the cache")
+
+
+def transform_problem(msg: TransformStamped) -> str | None:
+    """Why a transform cannot be stored (one of :data:`REJECTION_REASONS` but the last), or None."""
+    parent, child = msg.header.frame_id, msg.child_frame_id
+    if not parent or not child:
+        return "empty frame name"
+    if parent == child:
+        return "parent equals child"
+    t, r = msg.transform.translation, msg.transform.rotation
+    values = np.array([t.x, t.y, t.z, r.x, r.y, r.z, r.w], dtype=float)
+    if not np.all(np.isfinite(values)):
+        return "non-finite values"
+    if np.linalg.norm(values[3:]) < 1e-6:
+        return "zero quaternion"
+    return None
 
 
 class TransformLookupError(LookupError):
@@ -148,32 +171,23 @@ class _FoveaTfBuffer:
         self.cache_duration_ns = cache_duration_ns
         self.static: dict[str, tuple[str, np.ndarray]] = {}  # child -> (parent, T_parent_child)
         self.dynamic: dict[str, _EdgeHistory] = {}
-        self.rejected_old = 0
-        self.rejected_invalid = 0
 
     # ------------------------------------------------------------------------------------------ inserting
-    def set_transform(self, msg: TransformStamped, is_static: bool) -> bool:
+    def set_transform(self, msg: TransformStamped, is_static: bool) -> str | None:
+        """Store a checked transform; the reason when it is rejected as too old, else None."""
         parent, child = msg.header.frame_id, msg.child_frame_id
         t, r = msg.transform.translation, msg.transform.rotation
-        values = np.array([t.x, t.y, t.z, r.x, r.y, r.z, r.w], dtype=float)
-        if (not parent or not child or parent == child or not np.all(np.isfinite(values))
-                or np.linalg.norm(values[3:]) < 1e-6):
-            # Rejected, not raised: this runs in subscription callbacks, where an exception would stop
-            # the executor for one bad message.
-            self.rejected_invalid += 1
-            return False
         if is_static:
             self.static[child] = (parent, transform_stamped_to_matrix(msg))
-            return True
+            return None
         stamp = stamp_to_ns(msg.header.stamp)
         history = self.dynamic.setdefault(child, _EdgeHistory())
         newest = max(stamp, history.stamps[-1]) if history.stamps else stamp
         if stamp < newest - self.cache_duration_ns:
-            self.rejected_old += 1
-            return False
+            return "older than the cache"
         history.insert(stamp, parent, np.array([t.x, t.y, t.z], float), np.array([r.x, r.y, r.z, r.w], float))
         history.prune_before(newest - self.cache_duration_ns)
-        return True
+        return None
 
     # ------------------------------------------------------------------------------------------- querying
     def known_frames(self) -> set[str]:
@@ -268,16 +282,15 @@ class _Tf2RosBuffer:
 
         self._tf2_ros = tf2_ros
         self._buffer = tf2_ros.Buffer(cache_time=Duration(nanoseconds=cache_duration_ns))
-        # tf2 logs old and invalid data instead of reporting it, so these stay 0 on this backend.
-        self.rejected_old = 0
-        self.rejected_invalid = 0
 
-    def set_transform(self, msg: TransformStamped, is_static: bool) -> bool:
+    def set_transform(self, msg: TransformStamped, is_static: bool) -> str | None:
+        # invalid data is checked before this; tf2 logs samples older than its cache instead of reporting
+        # them, so "older than the cache" is never counted on this backend
         if is_static:
             self._buffer.set_transform_static(msg, "fovea")
         else:
             self._buffer.set_transform(msg, "fovea")
-        return True
+        return None
 
     def known_frames(self) -> set[str]:
         import yaml  # all_frames_as_yaml is the public way tf2_ros lists frames
@@ -317,32 +330,50 @@ class TfBuffer:
         self._impl = _Tf2RosBuffer(self.cache_duration_ns) if backend == "tf2_ros" else _FoveaTfBuffer(
             self.cache_duration_ns)
         self._lock = threading.Lock()
+        self.rejections: Counter[str] = Counter()  # reason -> transforms rejected
+        self.last_rejection = ""  # "<reason>: <parent> -> <child>" of the latest one
 
     @property
     def rejected_old(self) -> int:
         """Dynamic samples rejected for being older than the cache on arrival."""
-        return self._impl.rejected_old
+        return self.rejections["older than the cache"]
 
     @property
     def rejected_invalid(self) -> int:
         """Samples rejected for empty/equal frame names, non-finite values or a zero quaternion."""
-        return self._impl.rejected_invalid
+        return sum(n for reason, n in self.rejections.items() if reason != "older than the cache")
+
+    def _add(self, msg: TransformStamped, is_static: bool) -> str | None:
+        """Store ``msg``; the rejection reason, or None when it was stored."""
+        with self._lock:
+            reason = transform_problem(msg) or self._impl.set_transform(msg, is_static)
+            if reason is not None:
+                self.rejections[reason] += 1
+                self.last_rejection = f"{reason}: {msg.header.frame_id!r} -> {msg.child_frame_id!r}"
+        return reason
 
     def set_transform(self, msg: TransformStamped) -> bool:
         """Add a dynamic sample; False when it was rejected (older than the cache, or invalid)."""
-        with self._lock:
-            return self._impl.set_transform(msg, is_static=False)
+        return self._add(msg, is_static=False) is None
 
     def set_transform_static(self, msg: TransformStamped) -> bool:
         """Add (or replace) a static edge, valid at all times; False when it was rejected as invalid."""
-        with self._lock:
-            return self._impl.set_transform(msg, is_static=True)
+        return self._add(msg, is_static=True) is None
 
-    def add_tf_message(self, msg: Any, is_static: bool = False) -> int:
-        """Add every transform of a ``tf2_msgs/TFMessage``; returns how many were accepted."""
-        return sum(
-            self.set_transform_static(t) if is_static else self.set_transform(t) for t in msg.transforms
-        )
+    def add_tf_message(self, msg: Any, is_static: bool = False,
+                       on_reject: Callable[[str, str], Any] | None = None) -> int:
+        """Add every transform of a ``tf2_msgs/TFMessage``; returns how many were accepted.
+
+        ``on_reject(reason, detail)`` is called for each rejected transform."""
+        accepted = 0
+        for transform in msg.transforms:
+            reason = self._add(transform, is_static)
+            if reason is None:
+                accepted += 1
+            elif on_reject is not None:
+                on_reject(reason, f"{'/tf_static' if is_static else '/tf'}: {transform.header.frame_id!r} -> "
+                                  f"{transform.child_frame_id!r}")
+        return accepted
 
     def known_frames(self) -> set[str]:
         with self._lock:
@@ -376,6 +407,8 @@ def subscribe_tf(node: Any, buffer: TfBuffer, tf_topic: str = "/tf", tf_static_t
 
     QoS follows tf2_ros' listener: reliable with depth 100 for ``/tf``; reliable, transient-local with
     depth 100 for ``/tf_static``, so static transforms published before the node started still arrive.
+    When the node has ``drop`` (a Fovea node), each rejected transform is counted there as
+    ``rejected transform: <reason>``.
     """
     from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
     from tf2_msgs.msg import TFMessage  # imported here: the module stays usable where tf2_msgs is absent
@@ -384,8 +417,11 @@ def subscribe_tf(node: Any, buffer: TfBuffer, tf_topic: str = "/tf", tf_static_t
                              durability=DurabilityPolicy.VOLATILE)
     static_qos = QoSProfile(depth=100, history=HistoryPolicy.KEEP_LAST, reliability=ReliabilityPolicy.RELIABLE,
                             durability=DurabilityPolicy.TRANSIENT_LOCAL)
+    drop = getattr(node, "drop", None)
+    on_reject = (lambda reason, detail: drop(f"rejected transform: {reason}", detail)) if callable(drop) else None
     return [
-        node.create_subscription(TFMessage, tf_topic, lambda msg: buffer.add_tf_message(msg, False), dynamic_qos),
-        node.create_subscription(TFMessage, tf_static_topic, lambda msg: buffer.add_tf_message(msg, True),
+        node.create_subscription(TFMessage, tf_topic, lambda msg: buffer.add_tf_message(msg, False, on_reject),
+                                 dynamic_qos),
+        node.create_subscription(TFMessage, tf_static_topic, lambda msg: buffer.add_tf_message(msg, True, on_reject),
                                  static_qos),
     ]

@@ -10,7 +10,7 @@ from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument
 from launch.conditions import IfCondition
 from launch.substitutions import LaunchConfiguration
-from launch_ros.actions import Node
+from launch_ros.actions import LifecycleNode, Node
 
 
 def generate_launch_description():
@@ -19,9 +19,13 @@ def generate_launch_description():
     rviz_config = os.path.join(share, "rviz", "event_memory.rviz")
     return LaunchDescription([
         DeclareLaunchArgument("use_sim_time", default_value="false"),
+        DeclareLaunchArgument("autostart", default_value="true",
+                              description="false: the node waits unconfigured for `ros2 lifecycle set`"),
         DeclareLaunchArgument("rviz", default_value="false"),
-        Node(package="fovea_ros", executable="event_memory_node", name="event_memory", output="screen",
-             parameters=[config, {"use_sim_time": LaunchConfiguration("use_sim_time")}]),
+        LifecycleNode(package="fovea_ros", executable="event_memory_node", name="event_memory", namespace="",
+                      output="screen",
+                      parameters=[config, {"use_sim_time": LaunchConfiguration("use_sim_time"),
+                                           "autostart": LaunchConfiguration("autostart")}]),
         Node(package="rviz2", executable="rviz2", name="rviz2", arguments=["-d", rviz_config],
              condition=IfCondition(LaunchConfiguration("rviz"))),
     ])

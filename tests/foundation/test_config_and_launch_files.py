@@ -27,6 +27,18 @@ def test_node_config_matches_the_declared_parameters(name):
     for key, value in values.items():
         assert key in params, f"{path}: '{key}' is not a parameter of {name}"
         params[key].validate(value)
+    assert values.get("latency_budget_ms", 0) > 0, f"{path} names no latency_budget_ms for {name}"
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "launch").glob("*.launch.py")), ids=lambda p: p.name)
+def test_launch_files_start_fovea_nodes_as_managed_nodes(path):
+    text = path.read_text()
+    for executable in node_executables():
+        if f'executable="{executable}"' in text:
+            call = text[:text.index(f'executable="{executable}"')].rsplit("(", 1)[0].split()[-1]
+            assert call.endswith("LifecycleNode"), f"{path.name} starts {executable} with {call}, not LifecycleNode"
+    if "spec.executable" in text:  # the graph launch file
+        assert "LifecycleNode(package=\"fovea_ros\", executable=spec.executable" in text
 
 
 @pytest.mark.parametrize("path", sorted((REPO / "launch").glob("*.launch.py")), ids=lambda p: p.name)

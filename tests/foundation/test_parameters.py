@@ -1,4 +1,5 @@
-"""Invalid parameters stop a node at start with a message naming the parameter."""
+"""Invalid parameters fail a node's configure transition with a message naming the parameter; the node
+stays unconfigured (it is a managed node: a lifecycle manager or `ros2 lifecycle set` may try again)."""
 import pytest
 import rclpy
 
@@ -23,6 +24,8 @@ def write_config(tmp_path, body):
 def test_config_file_values_become_the_parameters(context, tmp_path):
     node = VoxelFilterNode(context=context, config_path=write_config(tmp_path, "    voxel_size: 0.5\n"))
     try:
+        assert node.bring_up() == ""
+        assert node.lifecycle_state == "active"
         assert node.params.voxel_size == 0.5
         assert node.get_parameter("voxel_size").value == 0.5
         assert node.describe_parameter("voxel_size").description.startswith("edge of the voxel cube")
@@ -34,6 +37,7 @@ def test_launch_overrides_win_over_the_config_file(context, tmp_path):
     node = VoxelFilterNode(context=context, config_path=write_config(tmp_path, "    voxel_size: 0.5\n"),
                            cli_args=["--ros-args", "-p", "voxel_size:=0.7"])
     try:
+        assert node.bring_up() == ""
         assert node.params.voxel_size == 0.7
     finally:
         node.destroy_node()
@@ -46,15 +50,26 @@ def test_launch_overrides_win_over_the_config_file(context, tmp_path):
     ("    voxle_size: 0.2\n", "voxle_size"),                  # a typo is not silently ignored
     ("    min_range: 50.0\n    max_range: 10.0\n", "max_range"),  # cross-parameter check
 ])
-def test_invalid_config_fails_at_start_naming_the_parameter(context, tmp_path, body, name):
-    with pytest.raises(ParameterError, match=f"'{name}'"):
-        VoxelFilterNode(context=context, config_path=write_config(tmp_path, body))
+def test_invalid_config_fails_configure_naming_the_parameter(context, tmp_path, body, name):
+    node = VoxelFilterNode(context=context, config_path=write_config(tmp_path, body))
+    try:
+        reason = node.bring_up()
+        assert f"'{name}'" in reason
+        assert node.lifecycle_state == "unconfigured"
+        status = node.diagnostic_status()
+        assert status.level == status.ERROR and f"'{name}'" in status.message
+    finally:
+        node.destroy_node()
 
 
-def test_invalid_launch_override_fails_naming_the_parameter(context, tmp_path):
-    with pytest.raises(ParameterError, match="'queue_size'"):
-        VoxelFilterNode(context=context, config_path=write_config(tmp_path, ""),
-                        cli_args=["--ros-args", "-p", "queue_size:=0"])
+def test_invalid_launch_override_fails_configure_naming_the_parameter(context, tmp_path):
+    node = VoxelFilterNode(context=context, config_path=write_config(tmp_path, ""),
+                           cli_args=["--ros-args", "-p", "queue_size:=0"])
+    try:
+        assert "'queue_size'" in node.bring_up()
+        assert node.lifecycle_state == "unconfigured"
+    finally:
+        node.destroy_node()
 
 
 def test_param_validation_accepts_ints_for_floats_but_not_bools():

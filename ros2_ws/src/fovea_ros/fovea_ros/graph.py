@@ -9,7 +9,10 @@ a robot, so both run the same nodes with the same parameters.
         remappings: {points_in: /lidar/points}
 
 ``fovea run GRAPH.yaml`` starts them in one process (one executor, shared memory: the default here) or with
-``--processes`` one process per node, as ``ros2 launch`` does.
+``--processes`` one process per node, as ``ros2 launch`` does. Nodes are managed (lifecycle) nodes: with their
+``autostart`` parameter (default true) each is configured and activated in graph order; a node that cannot be
+configured logs one line saying why and the run exits with code 2. With ``autostart: false`` nodes wait
+unconfigured for ``ros2 lifecycle set``.
 """
 from __future__ import annotations
 
@@ -20,6 +23,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -114,17 +118,25 @@ def build_nodes(specs: list[NodeSpec], base: Path | None, tmpdir: str) -> list:
 
 
 def run_in_process(specs: list[NodeSpec], base: Path | None) -> int:
+    """All nodes in this process on one executor, brought up in graph order (configure, then activate each,
+    as a lifecycle manager does); the first node that cannot start ends the run with exit code 2."""
     import rclpy
     from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 
+    from fovea_ros.node_base import ConfigurationError, bring_up_or_raise
+
     rclpy.init()
     executor = MultiThreadedExecutor()
+    nodes = []
     with tempfile.TemporaryDirectory(prefix="fovea-graph-") as tmpdir:
-        nodes = build_nodes(specs, base, tmpdir)
-        for node in nodes:
-            executor.add_node(node)
         try:
+            nodes = build_nodes(specs, base, tmpdir)
+            for node in nodes:
+                bring_up_or_raise(node)
+                executor.add_node(node)
             executor.spin()
+        except ConfigurationError:
+            return 2
         except (KeyboardInterrupt, ExternalShutdownException):
             pass
         finally:
@@ -135,16 +147,29 @@ def run_in_process(specs: list[NodeSpec], base: Path | None) -> int:
 
 
 def run_in_processes(specs: list[NodeSpec], base: Path | None) -> int:
+    """One process per node, as ``ros2 launch`` does; when one exits with an error the others are stopped
+    and its exit code is the graph's."""
     with tempfile.TemporaryDirectory(prefix="fovea-graph-") as tmpdir:
         procs = [subprocess.Popen([sys.executable, "-m", spec.module, *spec.ros_args(base, write_overrides(spec, tmpdir))])
                  for spec in specs]
+        failed = 0
         try:
-            codes = [p.wait() for p in procs]
+            while any(p.poll() is None for p in procs) and not failed:
+                failed = next((p.returncode for p in procs if p.returncode not in (None, 0)), 0)
+                time.sleep(0.1)
         except KeyboardInterrupt:
-            for p in procs:
+            pass
+        for p in procs:
+            if p.poll() is None:
                 p.send_signal(signal.SIGINT)
-            codes = [p.wait() for p in procs]
-    return max(codes, default=0)
+        codes = []
+        for p in procs:
+            try:
+                codes.append(p.wait(15))
+            except subprocess.TimeoutExpired:
+                p.kill()
+                codes.append(p.wait())
+    return failed or max((c for c in codes if c > 0), default=0)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -156,7 +181,13 @@ def main(argv: list[str] | None = None) -> int:
     path = Path(args.graph)
     if not path.is_file() and base is not None and (base / path).is_file():
         path = base / path
-    specs = load_graph(path)
+    try:
+        specs = load_graph(path)
+        for spec in specs:  # a wrong executable or a missing config file: one line, before anything starts
+            spec.module, spec.config_path(base)
+    except (OSError, ValueError, yaml.YAMLError) as exc:
+        print(f"fovea run: {exc}", file=sys.stderr)
+        return 2
     return run_in_processes(specs, base) if args.processes else run_in_process(specs, base)
 
 

@@ -56,11 +56,15 @@ class LatestWinsWorker:
         with self._cond:
             return self._cond.wait_for(lambda: not self._queue and not self._busy, timeout)
 
-    def stop(self, timeout: float = 5.0) -> None:
+    def stop(self, timeout: float = 5.0) -> int:
+        """Stop after the item in progress (if any); returns how many queued items were discarded."""
         with self._cond:
             self._stopped = True
+            pending = len(self._queue)
+            self._queue.clear()
             self._cond.notify_all()
         self._thread.join(timeout)
+        return pending
 
     def _run(self) -> None:
         while True:

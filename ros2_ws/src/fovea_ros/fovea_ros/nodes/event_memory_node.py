@@ -54,15 +54,14 @@ class EventMemoryNode(FoveaNode):
         Param("max_gap_windows", 200, "empty windows stepped through before jumping over a silence", min_value=0),
     )
 
-    def __init__(self, **kwargs) -> None:
-        super().__init__(**kwargs)
+    def configure(self) -> None:
         model_path = resolve_data_path(self.params.model_path)
         if not model_path.is_file():
             raise ParameterError(f"parameter 'model_path': no model file at {model_path}")
         import torch
 
         torch.set_num_threads(self.params.threads)
-        model, meta = load_model(model_path)  # once, at start
+        model, meta = load_model(model_path)  # once, at configure
         self.cfg = model.cfg
         if self.params.backend == "onnxruntime":
             onnx_dir = resolve_data_path(self.params.onnx_dir)
@@ -71,6 +70,13 @@ class EventMemoryNode(FoveaNode):
             self.stream = StreamingHMNet.from_onnx(self.cfg, onnx_dir, threads=self.params.threads)
         else:
             self.stream = StreamingHMNet.from_torch(model)
+        self.set_diagnostic("model", f"{meta.get('variant', 'hmnet')} {model_path.name} ({self.params.backend})")
+        self.get_logger().info(f"HMNet {self.cfg.width}x{self.cfg.height}, levels every {self.cfg.rates} steps of "
+                               f"{self.cfg.window_ns / 1e6:g} ms, backend {self.params.backend}")
+
+    def activate(self) -> None:
+        # a fresh stream on every activation: memories and the decoder's clock start over
+        self.stream.reset()
         self.decoder = PacketStreamDecoder()
         self.windower = EventWindower(self.cfg.window_ns, self.params.max_gap_windows,
                                       self.params.max_events_per_window)
@@ -90,9 +96,9 @@ class EventMemoryNode(FoveaNode):
             self.create_subscription(Image, self.params.image_topic,
                                      lambda msg: self.count_input(self.params.image_topic), qos)
         self.start_worker(self.process)
-        self.set_diagnostic("model", f"{meta.get('variant', 'hmnet')} {model_path.name} ({self.params.backend})")
-        self.get_logger().info(f"HMNet {self.cfg.width}x{self.cfg.height}, levels every {self.cfg.rates} steps of "
-                               f"{self.cfg.window_ns / 1e6:g} ms, backend {self.params.backend}")
+
+    def cleanup(self) -> None:
+        self.stream = None
 
     # ---- executor thread: cheap conversion, bookkeeping ------------------------------------------
     def on_packet(self, msg: EventPacket) -> None:

@@ -86,8 +86,7 @@ class RegistrationNode(FoveaNode):
               "error at matching stamps is reported in /diagnostics"),
     )
 
-    def __init__(self, **kwargs) -> None:
-        super().__init__(**kwargs)
+    def configure(self) -> None:
         p = self.params
         if p.mode == "localization" and not (p.map_file or p.map_topic):
             raise ParameterError("parameter 'map_file': localization needs map_file or map_topic")
@@ -101,16 +100,28 @@ class RegistrationNode(FoveaNode):
         )
         self.registration = Registration(config)
         if p.method == "vbreg":
-            try:  # load the model once at start: a missing model is a start-up error, not a per-scan one
+            try:  # load the model once at configure: a missing model is a start-up error, not a per-scan one
                 self.registration.scorer  # noqa: B018
             except (FileNotFoundError, OSError, ValueError) as exc:
                 raise ParameterError(f"parameter 'model_dir': cannot load the VBReg model: {exc}") from exc
         self._lock = threading.Lock()  # the service and the worker share the registration object
         self._truth_lock = threading.Lock()  # separate: ground truth must not wait for a registration
-        self.odometry = KeyframeOdometry(p.keyframe_distance, p.keyframe_angle_deg)
         self.map_cloud = None
+        if p.mode == "localization":
+            self.tf_buffer = TfBuffer()
+            if p.map_file:
+                self._set_map(self._read_map_file(p.map_file))
+        self.set_diagnostic("mode", p.mode)
+        self.set_diagnostic("method", p.method)
+
+    def activate(self) -> None:
+        p = self.params
+        # a fresh trajectory on every activation (a paused node resumes from where it is, not where it was)
+        self.odometry = KeyframeOdometry(p.keyframe_distance, p.keyframe_angle_deg)
         self.successes = 0
         self.failures = 0
+        self.ground_truth: dict[int, np.ndarray] = {}
+        self.pose_errors = PoseErrorTracker(relative_to_first=p.mode == "odometry")
         self.tf_publisher = self.create_publisher(TFMessage, "/tf", 100)
         self.aligned_publisher = (self.create_publisher(PointCloud2, "aligned_points", self.sensor_qos())
                                   if p.publish_aligned else None)
@@ -118,21 +129,18 @@ class RegistrationNode(FoveaNode):
             self.pose_publisher = self.create_publisher(Odometry, p.odom_topic, 10)
         else:
             self.pose_publisher = self.create_publisher(Odometry, p.pose_topic, 10)
-            self.tf_buffer = TfBuffer()
             subscribe_tf(self, self.tf_buffer)
-            if p.map_file:
-                self._set_map(self._read_map_file(p.map_file))
-            else:
+            if not p.map_file:
                 self.create_subscription(PointCloud2, p.map_topic, self.on_map, 1)
-        self.ground_truth: dict[int, np.ndarray] = {}
-        self.pose_errors = PoseErrorTracker(relative_to_first=p.mode == "odometry")
         if p.ground_truth_topic:
             self.create_subscription(Odometry, p.ground_truth_topic, self.on_ground_truth, 50)
         self.create_subscription(PointCloud2, p.input_topic, self.on_cloud, self.sensor_qos())
         self.create_service(RegisterClouds, "register_clouds", self.on_register_clouds)
         self.start_worker(self.process)
-        self.set_diagnostic("mode", p.mode)
-        self.set_diagnostic("method", p.method)
+
+    def cleanup(self) -> None:
+        self.registration = None
+        self.map_cloud = None
 
     # ---- inputs ------------------------------------------------------------------------------------
     def _read_map_file(self, path: str) -> np.ndarray:

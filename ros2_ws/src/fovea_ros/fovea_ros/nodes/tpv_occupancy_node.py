@@ -58,7 +58,7 @@ class TpvOccupancyNode(FoveaNode):
         Param("plane_resolution", [50, 50, 8], "TPV plane cells along x, y, z (must match the model)"),
         Param("classes", list(CLASS_NAMES), "class names, index 0 = empty (must match the model)"),
         Param("score_threshold", 0.5, "voxels whose label probability is below this are not published",
-              min_value=0.0, max_value=1.0),
+              min_value=0.0, max_value=1.0, dynamic=True),
         Param("sync_slop", 0.1, "approximate-time window for one camera set, seconds", min_value=0.0, max_value=5.0),
         Param("sync_queue_size", 10, "messages per input the synchronizer keeps", min_value=1, max_value=1000),
         Param("occupancy_topic", "tpv/occupancy", "PointCloud2 of occupied voxel centres"),
@@ -67,8 +67,7 @@ class TpvOccupancyNode(FoveaNode):
         Param("query_service", "tpv/query_points", "fovea_msgs/srv/QueryPoints service name"),
     )
 
-    def __init__(self, **kwargs) -> None:
-        super().__init__(**kwargs)
+    def configure(self) -> None:
         p = self.params
         n = len(p.image_topics)
         if len(p.camera_info_topics) != n:
@@ -83,6 +82,11 @@ class TpvOccupancyNode(FoveaNode):
         self._check_model_matches_parameters(n)
         self.calibrations: dict[int, object] = {}
         self.tf = TfBuffer()
+        self._latest = None  # (stamp ns, Prediction) for the query service
+        self._latest_lock = threading.Lock()
+
+    def activate(self) -> None:
+        p = self.params
         self._tf_subs = subscribe_tf(self, self.tf)
         for i, topic in enumerate(p.camera_info_topics):
             self.create_subscription(CameraInfo, topic, lambda msg, i=i: self.on_camera_info(i, msg), self.sensor_qos())
@@ -92,11 +96,13 @@ class TpvOccupancyNode(FoveaNode):
         self.occupancy_pub = self.create_publisher(PointCloud2, p.occupancy_topic, 2)
         self.markers_pub = self.create_publisher(MarkerArray, p.markers_topic, 2)
         self.points_pub = self.create_publisher(PointCloud2, p.labelled_points_topic, 2) if p.lidar_topic else None
-        self._latest = None  # (stamp ns, Prediction) for the query service
-        self._latest_lock = threading.Lock()
         self._service = self._create_query_service()
         self.set_diagnostic("state", "waiting for camera sets")
         self.start_worker(self.process)
+
+    def cleanup(self) -> None:
+        self.model = None
+        self._latest = None
 
     # ---------------------------------------------------------------- set-up checks
     def _check_model_matches_parameters(self, num_cameras: int) -> None:

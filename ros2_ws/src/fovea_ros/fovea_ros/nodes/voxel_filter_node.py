@@ -1,8 +1,9 @@
 """Reference node: voxel-grid downsampling of a PointCloud2 topic.
 
-The template every method node follows: parameters from ``config/voxel_filter.yaml``; sensor-data QoS;
-message → array in the callback (cheap), bad input counted and dropped there; the method core runs on the
-worker thread; array → message with the input's header; diagnostics from the base.
+The template every method node follows: parameters from ``config/voxel_filter.yaml`` (validated at
+configure; the filter settings change at run time); publisher, subscription and worker created at activate;
+sensor-data QoS; message → array in the callback (cheap), bad input counted and dropped there; the method
+core runs on the worker thread; array → message with the input's header; diagnostics from the base.
 
 Topics: subscribes ``points_in`` (sensor_msgs/PointCloud2), publishes ``points_out`` (same type).
 """
@@ -22,19 +23,29 @@ class VoxelFilterNode(FoveaNode):
     PARAMETERS = (
         Param("input_topic", "points_in", "PointCloud2 to downsample"),
         Param("output_topic", "points_out", "downsampled PointCloud2 (same frame and stamp as the input)"),
-        Param("voxel_size", 0.2, "edge of the voxel cube, metres", min_value=1e-3, max_value=100.0),
-        Param("min_range", 0.0, "points closer than this to the sensor are removed, metres", min_value=0.0),
-        Param("max_range", 200.0, "points farther than this are removed, metres", min_value=0.0),
-        Param("min_points", 1, "clouds with fewer valid points are dropped", min_value=1),
+        Param("voxel_size", 0.2, "edge of the voxel cube, metres", min_value=1e-3, max_value=100.0, dynamic=True),
+        Param("min_range", 0.0, "points closer than this to the sensor are removed, metres", min_value=0.0,
+              dynamic=True),
+        Param("max_range", 200.0, "points farther than this are removed, metres", min_value=0.0, dynamic=True),
+        Param("min_points", 1, "clouds with fewer valid points are dropped", min_value=1, dynamic=True),
     )
 
-    def __init__(self, **kwargs) -> None:
-        super().__init__(**kwargs)
-        if self.params.max_range <= self.params.min_range:
-            raise ParameterError("parameter 'max_range': must be greater than min_range")
+    def configure(self) -> None:
+        self._check_ranges(self.params.min_range, self.params.max_range)
+
+    def activate(self) -> None:
         self.publisher = self.create_publisher(PointCloud2, self.params.output_topic, self.sensor_qos())
         self.create_subscription(PointCloud2, self.params.input_topic, self.on_cloud, self.sensor_qos())
         self.start_worker(self.process)
+
+    def on_parameter_change(self, name: str, value) -> None:
+        if name in ("min_range", "max_range"):
+            self._check_ranges(self.params.min_range, self.params.max_range)
+
+    @staticmethod
+    def _check_ranges(min_range: float, max_range: float) -> None:
+        if max_range <= min_range:
+            raise ParameterError("parameter 'max_range': must be greater than min_range")
 
     def on_cloud(self, msg: PointCloud2) -> None:
         points = self.receive(self.params.input_topic, msg, pointcloud2_to_array, "cloud")

@@ -1,0 +1,151 @@
+"""Normal sequences for training and calibration, and their per-step feature inputs.
+
+Simulated sequences (the event simulator with its frame camera) are cached as ``.npz`` files of plain arrays
+(``allow_pickle`` stays off) under a cache folder outside the repository, keyed by seed, duration and size.
+"""
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from fovea_core.events.anomaly.features import FeatureConfig, step_inputs
+from fovea_core.events.anomaly.streams import EventFrameStreams, FrameStream
+
+DEFAULT_CACHE = Path("out") / "anomaly" / "sim"
+# seeds of the three splits never overlap
+TRAIN_SEEDS = range(1000, 2000)
+CALIBRATION_SEEDS = range(2000, 3000)
+TEST_SEEDS = range(3000, 4000)
+
+
+def simulated_streams(seed: int, duration_s: float, cache_dir: Path | None = DEFAULT_CACHE, width: int = 96,
+                      height: int = 72) -> EventFrameStreams:
+    from fovea_core.events.simulator.frames import simulate_event_frames
+
+    path = Path(cache_dir) / f"seq_{seed}_{duration_s:g}s_{width}x{height}.npz" if cache_dir else None
+    if path is not None and path.is_file():
+        with np.load(path) as z:
+            return EventFrameStreams(z["events"], FrameStream(z["stamps"], z["images"]), width, height)
+    seq = simulate_event_frames(seed, duration_s, width, height)
+    streams = EventFrameStreams(seq.events, FrameStream(seq.frame_stamps, seq.frames), width, height)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(path.with_suffix(".tmp.npz"), events=seq.events, stamps=seq.frame_stamps, images=seq.frames)
+        path.with_suffix(".tmp.npz").replace(path)
+    return streams
+
+
+def simulated_set(seeds, duration_s: float, cache_dir: Path | None = DEFAULT_CACHE, label: str = "sequences",
+                  **size) -> list[EventFrameStreams]:
+    """Several sequences, with a progress line per sequence (simulation takes seconds per sequence)."""
+    out = []
+    start = time.monotonic()
+    seeds = list(seeds)
+    for i, seed in enumerate(seeds):
+        out.append(simulated_streams(seed, duration_s, cache_dir, **size))
+        print(f"[anomaly data] {label}: {i + 1}/{len(seeds)} ({time.monotonic() - start:.0f} s)", file=sys.stderr,
+              flush=True)
+    return out
+
+
+@dataclass
+class SequenceInputs:
+    """Per frame step k = 1..N-1 of one sequence."""
+
+    counts: np.ndarray  # (K, O, 2, P) float32
+    change: np.ndarray  # (K, 2, P) float32
+    stamps: np.ndarray  # (K,) int64 (frame k)
+    intervals: np.ndarray  # (K,) int64
+    events_in_step: np.ndarray  # (K,)
+
+
+def sequence_inputs(streams: EventFrameStreams, cfg: FeatureConfig) -> SequenceInputs:
+    f = streams.frames
+    steps = [step_inputs(streams.events, int(f.stamps[k - 1]), int(f.stamps[k]), f.images[k - 1], f.images[k],
+                         streams.width, streams.height, cfg) for k in range(1, len(f))]
+    if not steps:
+        o, p = cfg.num_offsets, cfg.num_patches
+        return SequenceInputs(np.zeros((0, o, 2, p), np.float32), np.zeros((0, 2, p), np.float32),
+                              np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64))
+    return SequenceInputs(np.stack([s.counts for s in steps]), np.stack([s.change for s in steps]),
+                          np.array([s.stamp_ns for s in steps], np.int64),
+                          np.array([s.interval_ns for s in steps], np.int64),
+                          np.array([s.events_in_step for s in steps], np.int64))
+
+
+@dataclass
+class SequenceFeatures:
+    """What training, calibration and evaluation need of one sequence (the full shifted counts are large, so
+    only their pooled copy for the sync network is kept)."""
+
+    pooled_counts: np.ndarray  # (K, O, 2, P / pool^2) float32
+    pooled_change: np.ndarray  # (K, 2, P / pool^2) float32
+    classical: np.ndarray  # (K, O) classical distributions
+    lags: np.ndarray  # (K,) argmax lag in bins (rule baseline)
+    stamps: np.ndarray  # (K,) frame stamps of the steps
+    activity: np.ndarray  # (J, A) events-only distributions on the fixed step clock
+    activity_stamps: np.ndarray  # (J,) end of each events-only step
+    activity_counts: np.ndarray  # (J,) events in each events-only step
+
+
+def activity_sequence(events: np.ndarray, start_ns: int, end_ns: int, width: int, height: int,
+                      activity_cfg: FeatureConfig, step_ns: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Events-only steps [e - step, e) on a fixed clock from ``start_ns``: (distributions, ends, counts)."""
+    from fovea_core.events.anomaly.features import activity_distribution
+
+    ends = np.arange(start_ns + step_ns, end_ns + 1, step_ns, dtype=np.int64)
+    dists = [activity_distribution(events, int(e - step_ns), int(e), width, height, activity_cfg) for e in ends]
+    bounds = np.searchsorted(events["t"], np.concatenate(([start_ns], ends)))
+    a = activity_cfg.num_patches
+    return (np.stack(dists) if dists else np.zeros((0, a), np.float32)), ends, np.diff(bounds).astype(np.int64)
+
+
+def sequence_features(streams: EventFrameStreams, cfg: FeatureConfig, pool: int, activity_cfg: FeatureConfig,
+                      events_step_ns: int) -> SequenceFeatures:
+    import torch
+
+    from fovea_core.events.anomaly.features import ncc_per_offset, softmax
+    from fovea_core.events.anomaly.sync_net import pool_patches
+
+    inputs = sequence_inputs(streams, cfg)
+    ncc = np.stack([ncc_per_offset(StepInputsView(c, ch)) for c, ch in zip(inputs.counts, inputs.change)]) \
+        if len(inputs.counts) else np.zeros((0, cfg.num_offsets), np.float32)
+    counts = pool_patches(torch.from_numpy(inputs.counts), cfg.grid, pool).numpy()
+    change = pool_patches(torch.from_numpy(inputs.change), cfg.grid, pool).numpy() / (pool * pool)
+    activity, activity_stamps, activity_counts = activity_sequence(streams.events, streams.start_ns, streams.end_ns, streams.width,
+                                                  streams.height, activity_cfg, events_step_ns)
+    return SequenceFeatures(counts.astype(np.float32), change.astype(np.float32), softmax(ncc, cfg.temperature),
+                            (np.argmax(ncc, axis=1) - cfg.max_offset_bins).astype(np.int64) if len(ncc)
+                            else np.zeros(0, np.int64), inputs.stamps, activity, activity_stamps, activity_counts)
+
+
+@dataclass
+class StepInputsView:
+    """The two arrays of a :class:`~fovea_core.events.anomaly.features.StepInputs` that the scores read."""
+
+    counts: np.ndarray
+    change: np.ndarray
+
+
+def cached_features(key: str, streams_fn, cfg: FeatureConfig, pool: int, activity_cfg: FeatureConfig,
+                    events_step_ns: int, cache_dir: Path | None = DEFAULT_CACHE.parent / "features") -> SequenceFeatures:
+    """:func:`sequence_features` of ``streams_fn()``, cached under ``key`` and the settings."""
+    import hashlib
+    import json
+    from dataclasses import asdict, fields
+
+    digest = hashlib.sha1(json.dumps([asdict(cfg), pool, asdict(activity_cfg), events_step_ns]).encode()).hexdigest()[:10]
+    path = Path(cache_dir) / f"{key}_{digest}.npz" if cache_dir else None
+    if path is not None and path.is_file():
+        with np.load(path) as z:
+            return SequenceFeatures(**{f.name: z[f.name] for f in fields(SequenceFeatures)})
+    feats = sequence_features(streams_fn(), cfg, pool, activity_cfg, events_step_ns)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(path.with_suffix(".tmp.npz"), **{f.name: getattr(feats, f.name) for f in fields(SequenceFeatures)})
+        path.with_suffix(".tmp.npz").replace(path)
+    return feats

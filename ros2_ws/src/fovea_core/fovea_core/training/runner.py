@@ -224,7 +224,7 @@ def run(task: TrainTask, settings: RunSettings, ctx: RunContext) -> RunResult:
             "scheduler": schedule.state_dict() if schedule is not None else {},
             "scaler": scaler.state_dict() if scaler.is_enabled() else {},
             "step": step, **position, "elapsed_seconds": elapsed,
-            "config": json.dumps(task_config), "run": json.dumps({**run_info, **_jsonable(settings)}),
+            "config": json.dumps(task_config), "run": json.dumps({**run_info, "settings": _jsonable(settings)}),
             "log": json.dumps(interval_log), "ranks": ranks,
         }, settings.run_dir, step, settings.keep_checkpoints)
         reporter.message(f"[train {settings.name}] checkpoint {path}")
@@ -284,8 +284,13 @@ def run(task: TrainTask, settings: RunSettings, ctx: RunContext) -> RunResult:
             if stepped and schedule is not None and not isinstance(schedule, ProgressLR):
                 schedule.step()
             step += 1
-            values = {"loss": float(loss.detach()), **scalar_values(scalars), "lr": lr, "grad_norm": grad_norm}
-            if not stepped:
+            values = {"loss": float(loss.detach()), **scalar_values(scalars), "lr": lr}
+            if np.isfinite(grad_norm):
+                values["grad_norm"] = grad_norm
+            elif scaler.is_enabled():  # expected while the loss scale settles; the scaler lowers it
+                reporter.message(f"[train {settings.name}] step {step}: inf/NaN gradient, update skipped, "
+                                 f"loss scale now {scaler.get_scale():g}")
+            else:
                 reporter.message(f"[train {settings.name}] step {step}: non-finite gradient, update skipped")
             reporter.step(step, elapsed, values)
             if task.validate_every and step % task.validate_every == 0:

@@ -38,7 +38,9 @@ from rcl_interfaces.msg import SetParametersResult
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.qos import QoSProfile, qos_profile_sensor_data
 
+from fovea_core.model_files import ModelFileError
 from fovea_core.telemetry import DropCounter, LatencyWindow, RateMeter
+from fovea_ros.delivery import DeliveryTracker
 from fovea_ros.parameters import (Param, ParameterError, config_dir, declare_parameters, load_node_config,
                                   normalized, validated_values)
 from fovea_ros.worker import LatestWinsWorker
@@ -97,6 +99,7 @@ class FoveaNode(LifecycleNode):
         self._last_drop_log: dict[str, float] = {}
         self._logged_internal: set[str] = set()
         self._worker: LatestWinsWorker | None = None
+        self.delivery = DeliveryTracker()  # inputs lost before the callback, from the publishers' numbering
         self._state = "unconfigured"
         self._diag_pub = super().create_publisher(DiagnosticArray, "/diagnostics", 10)
         period = self.params.diagnostics_period if isinstance(self.params.diagnostics_period, float) else 1.0
@@ -172,7 +175,8 @@ class FoveaNode(LifecycleNode):
             self._check_names()
             self.configure()
         except Exception as exc:
-            self._configure_error = exc.args[0] if isinstance(exc, ParameterError) and exc.args else one_line(exc)
+            one_line_already = isinstance(exc, (ParameterError, ModelFileError)) and exc.args
+            self._configure_error = str(exc) if one_line_already else one_line(exc)
             self.get_logger().error(f"configure failed: {self._configure_error}")
             self.get_logger().debug(traceback.format_exc())
             self._safe_cleanup()
@@ -321,8 +325,18 @@ class FoveaNode(LifecycleNode):
         return guarded
 
     def create_subscription(self, msg_type, topic, callback, qos_profile, **kwargs):
-        return self._record(super().create_subscription(
-            msg_type, topic, self._guard(callback, f"subscription {topic}"), qos_profile, **kwargs))
+        guarded = self._guard(callback, f"subscription {topic}")
+        created: list[Any] = []
+
+        def with_message_info(msg, info):  # two parameters: rclpy then passes the MessageInfo too
+            try:
+                self.delivery.observe(topic, info, created[0].get_publisher_count() if created else 1)
+            except Exception as exc:  # bookkeeping must never cost the message
+                self._internal_error(f"subscription {topic} (delivery)", exc)
+            return guarded(msg)
+
+        created.append(super().create_subscription(msg_type, topic, with_message_info, qos_profile, **kwargs))
+        return self._record(created[0])
 
     def create_service(self, srv_type, srv_name, callback, **kwargs):
         return self._record(super().create_service(
@@ -373,7 +387,8 @@ class FoveaNode(LifecycleNode):
         try:
             return convert(msg)
         except ValueError as exc:  # the conversions' layout and encoding errors are ValueErrors
-            self.drop(f"malformed {what}", str(exc))
+            # a conversion error may name its own reason (fovea_ros.conversions: bad xyz field type, ...)
+            self.drop(getattr(exc, "reason", None) or f"malformed {what}", str(exc))
             return None
 
     def set_diagnostic(self, key: str, value: Any) -> None:
@@ -431,6 +446,11 @@ class FoveaNode(LifecycleNode):
         values.update({f"input_rate_hz/{topic.lstrip('/')}": f"{meter.rate(now):.2f}" for topic, meter in self._rates.items()})
         values.update({f"inputs/{topic.lstrip('/')}": str(meter.count) for topic, meter in self._rates.items()})
         values.update({f"drops/{reason}": str(n) for reason, n in sorted(self.drops.by_reason().items())})
+        delivery = self.delivery.snapshot()
+        lost_before = sum(d.lost for d in delivery.values())
+        values.update({f"lost_before_callback/{topic.lstrip('/')}": str(d.lost) for topic, d in delivery.items()
+                       if d.lost or topic in self._rates})
+        values["lost_before_callback_total"] = str(lost_before)
         values.update(self._diag_values)
         if self._configure_error:
             level, message = DiagnosticStatus.ERROR, f"{self._state}: {self._configure_error}"
@@ -440,8 +460,10 @@ class FoveaNode(LifecycleNode):
             level, message = DiagnosticStatus.WARN, f"last error: {self._last_error}"
         elif over_budget:
             level, message = DiagnosticStatus.WARN, f"processing p99 {p99 * 1e3:.1f} ms over the {budget_ms:g} ms budget"
-        elif self.drops.total:
-            level, message = DiagnosticStatus.WARN, f"{self.drops.total} input(s) dropped"
+        elif self.drops.total or lost_before:
+            level, message = DiagnosticStatus.WARN, ", ".join(
+                part for part in (f"{self.drops.total} input(s) dropped" if self.drops.total else "",
+                                  f"{lost_before} lost before the callback" if lost_before else "") if part)
         else:
             level, message = DiagnosticStatus.OK, "ok"
         return DiagnosticStatus(level=level, name=f"fovea/{self.get_name()}", message=message,

@@ -13,6 +13,17 @@ packets dropped with their reason), events scaled to the model grid, cut into 5 
 one HMNet step per window (only the memory levels due at that step). The worker queue is bounded
 (``queue_size`` windows): under a burst the oldest windows are skipped, and the skipped windows and their
 events are reported in /diagnostics.
+
+Stream accounting (``fovea_core.events.packets``): packets lost upstream (seq gaps the stamps leave room
+for) are drops "lost packets (seq gap)"; seq jumps are reported (``seq_jumps``), not counted as loss; a
+sensor restart (seq or time_base going back) is reported (``sensor_restarts``) and starts the stream afresh:
+windowing and the model's memories reset, as for a new recording. Events the model grid cannot hold are
+counted (``events_outside_model_grid``).
+
+Backends: ``torch`` (the state dict), ``onnxruntime`` (CPU) or ``tensorrt`` (GPU) run the exported step
+graphs in ``onnx_dir`` through ``fovea_core.backends``; TensorRT builds one engine per step graph into the
+engine cache (``$FOVEA_ENGINE_CACHE``; prebuild with ``fovea build-engine``), reused while the ONNX file,
+TensorRT, the GPU and the precision stay the same.
 """
 from __future__ import annotations
 
@@ -47,29 +58,32 @@ class EventMemoryNode(FoveaNode):
         Param("overlay_topic", "~/segmentation_overlay", "rgb8 class colours over the window's events"),
         Param("depth_topic", "~/depth", "32FC1 depth in metres"),
         Param("model_path", "models/hmnet/hmnet.pt", "HMNet state dict (.pt, loaded with weights_only=True)"),
-        Param("backend", "torch", "inference backend for the step graphs", choices=("torch", "onnxruntime")),
-        Param("onnx_dir", "models/hmnet/onnx", "folder with the exported step graphs (backend onnxruntime)"),
+        Param("backend", "torch", "inference backend for the step graphs",
+              choices=("torch", "onnxruntime", "tensorrt")),
+        Param("onnx_dir", "models/hmnet/onnx", "folder with the exported step graphs (onnxruntime, tensorrt)"),
+        Param("precision", "fp32", "tensorrt engine precision", choices=("fp32", "fp16")),
         Param("threads", 1, "CPU threads for inference", min_value=1, max_value=64),
         Param("max_events_per_window", 500000, "newest events kept per 5 ms window under bursts", min_value=1),
         Param("max_gap_windows", 200, "empty windows stepped through before jumping over a silence", min_value=0),
     )
 
     def configure(self) -> None:
-        model_path = resolve_data_path(self.params.model_path)
-        if not model_path.is_file():
-            raise ParameterError(f"parameter 'model_path': no model file at {model_path}")
+        p = self.params
+        if p.precision != "fp32" and p.backend != "tensorrt":
+            raise ParameterError(f"parameter 'precision': {p.precision} needs backend tensorrt (the other backends "
+                                 "run the model's own fp32)")
+        model_path = resolve_data_path(p.model_path)
         import torch
 
-        torch.set_num_threads(self.params.threads)
-        model, meta = load_model(model_path)  # once, at configure
+        torch.set_num_threads(p.threads)
+        model, meta = load_model(model_path, "model_path")  # once, at configure; a bad file is one line
         self.cfg = model.cfg
-        if self.params.backend == "onnxruntime":
-            onnx_dir = resolve_data_path(self.params.onnx_dir)
-            if not (onnx_dir / "fast.onnx").is_file():
-                raise ParameterError(f"parameter 'onnx_dir': no step graphs (fast.onnx ...) in {onnx_dir}")
-            self.stream = StreamingHMNet.from_onnx(self.cfg, onnx_dir, threads=self.params.threads)
-        else:
+        if p.backend == "torch":
             self.stream = StreamingHMNet.from_torch(model)
+        else:
+            options = {"precision": p.precision} if p.backend == "tensorrt" else {}
+            self.stream = StreamingHMNet.from_onnx(self.cfg, resolve_data_path(p.onnx_dir), threads=p.threads,
+                                                   backend=p.backend, parameter="onnx_dir", **options)
         self.set_diagnostic("model", f"{meta.get('variant', 'hmnet')} {model_path.name} ({self.params.backend})")
         self.get_logger().info(f"HMNet {self.cfg.width}x{self.cfg.height}, levels every {self.cfg.rates} steps of "
                                f"{self.cfg.window_ns / 1e6:g} ms, backend {self.params.backend}")
@@ -85,6 +99,9 @@ class EventMemoryNode(FoveaNode):
         self._last_window = None
         self._skipped_windows = 0
         self._skipped_events = 0
+        self._outside_grid = 0
+        self._generation = 0  # bumped at each sensor restart; the worker resets the model's memories on it
+        self._worker_generation = 0
         self._frame_id = ""
         qos = self.sensor_qos()
         self.labels_pub = self.create_publisher(Image, self.params.labels_topic, qos)
@@ -108,9 +125,21 @@ class EventMemoryNode(FoveaNode):
                            msg.encoding, int(msg.width), int(msg.height), int(msg.seq), int(msg.time_base),
                            bool(msg.is_bigendian), stamp_to_ns(msg.header.stamp), msg.header.frame_id)
         out = self.decoder.decode(packet)
+        stats = self.decoder.stats
         # stream health is known here, whether or not a window completes
-        self.set_diagnostic("lost_packets_seq", self.decoder.stats.lost_packets)
-        self.set_diagnostic("rejected_packets", sum(self.decoder.stats.rejected.values()))
+        self.set_diagnostic("lost_packets_seq", stats.lost_packets)
+        self.set_diagnostic("rejected_packets", sum(stats.rejected.values()))
+        self.set_diagnostic("seq_jumps", stats.seq_jumps)
+        self.set_diagnostic("sensor_restarts", sum(stats.restarts.values()))
+        if out.restart:
+            self.get_logger().warning(f"{topic}: sensor restart ({out.restart} at seq {out.seq}); windows and the "
+                                      "model's memories start afresh")
+            self.windower = EventWindower(self.cfg.window_ns, self.params.max_gap_windows,
+                                          self.params.max_events_per_window)
+            self._generation += 1
+        if out.seq_jump:
+            self.get_logger().warning(f"{topic}: seq jumped by {out.seq_jump} at seq {out.seq} with no time for the "
+                                      "packets in between: not counted as lost")
         if out.lost_before:
             self.drop("lost packets (seq gap)", f"{out.lost_before} before seq {out.seq}", n=out.lost_before)
         if out.rejected:
@@ -123,19 +152,30 @@ class EventMemoryNode(FoveaNode):
         self._events_in.append((now, len(out.events)))
         events = self._to_model_grid(out.events, packet.width, packet.height)
         for window in self.windower.push(events, packet.stamp_ns):
-            self.submit(window)
+            self.submit((self._generation, window))
 
     def _to_model_grid(self, events: np.ndarray, width: int, height: int) -> np.ndarray:
-        """Scale sensor coordinates onto the model's input grid (the model is trained at its own size)."""
-        if (width, height) == (self.cfg.width, self.cfg.height):
-            return events
-        scaled = events.copy()
-        scaled["x"] = (events["x"].astype(np.int64) * self.cfg.width) // max(width, 1)
-        scaled["y"] = (events["y"].astype(np.int64) * self.cfg.height) // max(height, 1)
-        return scaled
+        """Scale sensor coordinates onto the model's input grid (the model is trained at its own size); events
+        the grid's fast-memory cells cannot hold (a width not divisible by the cell size) are counted."""
+        if (width, height) != (self.cfg.width, self.cfg.height):
+            scaled = events.copy()
+            scaled["x"] = (events["x"].astype(np.int64) * self.cfg.width) // width  # width, height > 0: checked
+            scaled["y"] = (events["y"].astype(np.int64) * self.cfg.height) // height  # by the packet decoder
+            events = scaled
+        stride = self.cfg.strides[0]
+        outside = int(np.count_nonzero((events["x"] >= self.cfg.width // stride * stride)
+                                       | (events["y"] >= self.cfg.height // stride * stride)))
+        if outside:
+            self._outside_grid += outside
+            self.set_diagnostic("events_outside_model_grid", self._outside_grid)
+        return events
 
     # ---- worker thread: one HMNet step per window ------------------------------------------------
-    def process(self, window) -> None:
+    def process(self, item) -> None:
+        generation, window = item
+        if generation != self._worker_generation:  # a sensor restart: a new recording as far as memory goes
+            self._worker_generation, self._last_window = generation, None
+            self.stream.reset()
         windows, events = window.skipped_since(self._last_window)  # superseded in the bounded queue
         self._skipped_windows += windows
         self._skipped_events += events

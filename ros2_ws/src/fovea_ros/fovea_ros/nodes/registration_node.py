@@ -25,23 +25,20 @@ from tf2_msgs.msg import TFMessage
 
 from fovea_core.geometry.transforms import invert_rigid, rigid_transform, translation_quaternion
 from fovea_core.io.cloud_files import read_cloud
+from fovea_core.model_files import ModelFileError
 from fovea_core.registration.features import SELECTIONS
 from fovea_core.registration.odometry import KeyframeOdometry, PoseErrorTracker
 from fovea_core.registration.pipeline import METHODS, DegenerateInputError, Registration, RegistrationConfig
 from fovea_core.registration.rigid import apply_transform
-from fovea_ros.conversions import MessageLayoutError, array_to_pointcloud2, pointcloud2_to_array
+from fovea_ros.conversions import MessageLayoutError, array_to_pointcloud2, pointcloud2_to_array, xyz_array
 from fovea_ros.node_base import FoveaNode, run_node, stamp_to_ns
 from fovea_ros.parameters import Param, ParameterError
 from fovea_ros.tf_buffer import TfBuffer, TransformLookupError, matrix_to_transform_stamped, subscribe_tf
 
 
 def cloud_xyz(msg: PointCloud2) -> np.ndarray:
-    """PointCloud2 → (N, 3) float64; raises MessageLayoutError / ValueError on malformed messages."""
-    points = pointcloud2_to_array(msg).reshape(-1)
-    names = set(points.dtype.names or ())
-    if not {"x", "y", "z"} <= names:
-        raise ValueError(f"cloud needs x, y, z fields, got {sorted(names)}")
-    return np.stack([points["x"], points["y"], points["z"]], axis=1).astype(np.float64)
+    """PointCloud2 → (N, 3) float64; raises MessageLayoutError (with its drop reason) on malformed messages."""
+    return xyz_array(pointcloud2_to_array(msg, require_xyz=True))
 
 
 def xyz_cloud(points: np.ndarray, header) -> PointCloud2:
@@ -102,6 +99,8 @@ class RegistrationNode(FoveaNode):
         if p.method == "vbreg":
             try:  # load the model once at configure: a missing model is a start-up error, not a per-scan one
                 self.registration.scorer  # noqa: B018
+            except ModelFileError:
+                raise  # one line already, naming the parameter and the file
             except (FileNotFoundError, OSError, ValueError) as exc:
                 raise ParameterError(f"parameter 'model_dir': cannot load the VBReg model: {exc}") from exc
         self._lock = threading.Lock()  # the service and the worker share the registration object

@@ -30,7 +30,7 @@ from fovea_core.paths import resolve_data_path
 from fovea_core.tpv.inference import TPVInference
 from fovea_core.tpv.scenes import CLASS_COLORS, CLASS_NAMES
 from fovea_ros.conversions import (MessageLayoutError, UnsupportedEncodingError, array_to_pointcloud2,
-                                   camera_info_to_calibration, image_to_array, pointcloud2_to_array)
+                                   camera_info_to_calibration, image_to_array, pointcloud2_to_array, xyz_array)
 from fovea_ros.node_base import FoveaNode, run_node, stamp_to_ns
 from fovea_ros.parameters import Param, ParameterError
 from fovea_ros.sync import ApproximateTimeSync, subscribe_synchronized
@@ -78,7 +78,8 @@ class TpvOccupancyNode(FoveaNode):
                                  f"got {len(fallback)}")
         self.fallback = np.asarray(fallback).reshape(n, 4, 4) if fallback != [0.0] else None
         self.model = TPVInference.load(p.backend, model_path=str(resolve_data_path(p.model_path)),
-                                       checkpoint_path=str(resolve_data_path(p.checkpoint_path)))
+                                       checkpoint_path=str(resolve_data_path(p.checkpoint_path)),
+                                       model_parameter="model_path", checkpoint_parameter="checkpoint_path")
         self._check_model_matches_parameters(n)
         self.calibrations: dict[int, object] = {}
         self.tf = TfBuffer()
@@ -187,16 +188,16 @@ class TpvOccupancyNode(FoveaNode):
         lidar = None
         if lidar_msg is not None:
             try:
-                cloud = pointcloud2_to_array(lidar_msg, copy=True).reshape(-1)
+                cloud = pointcloud2_to_array(lidar_msg, copy=True, require_xyz=True).reshape(-1)
                 T = self.tf.lookup_matrix(p.base_frame, lidar_msg.header.frame_id, None) \
                     if lidar_msg.header.frame_id != p.base_frame else np.eye(4)
-            except (MessageLayoutError, ValueError) as exc:
-                self.drop("malformed cloud", str(exc))
+            except (MessageLayoutError, ValueError) as exc:  # no / bad x, y, z have reasons of their own
+                self.drop(getattr(exc, "reason", None) or "malformed cloud", f"{p.lidar_topic}: {exc}")
                 return
             except TransformLookupError:
                 self.drop("extrinsics unknown", f"{p.base_frame} <- {lidar_msg.header.frame_id!r} (lidar)")
                 return
-            xyz = np.stack([cloud["x"], cloud["y"], cloud["z"]], 1).astype(np.float64)
+            xyz = xyz_array(cloud)
             lidar = (lidar_msg.header, cloud, transform_points(T, xyz).astype(np.float32))
         self.submit((images_msgs[0].header, images, Ks, extrinsics, lidar))
 

@@ -48,11 +48,11 @@ class VoxelFilterNode(FoveaNode):
             raise ParameterError("parameter 'max_range': must be greater than min_range")
 
     def on_cloud(self, msg: PointCloud2) -> None:
-        points = self.receive(self.params.input_topic, msg, pointcloud2_to_array, "cloud")
+        # require_xyz: no x/y/z ("wrong fields"), x/y/z not one float each, bytes in the wrong order: each
+        # a drop under its own reason
+        points = self.receive(self.params.input_topic, msg, lambda m: pointcloud2_to_array(m, require_xyz=True),
+                              "cloud")
         if points is None:
-            return
-        if not {"x", "y", "z"} <= set(points.dtype.names or ()):
-            self.drop("wrong fields", f"need x, y, z; got {list(points.dtype.names or ())}")
             return
         points, non_finite = drop_non_finite_xyz(points.reshape(-1))
         if non_finite:

@@ -14,6 +14,7 @@ TOOLS: dict[str, tuple[str, str]] = {
     "record": ("fovea_ros.bag.record", "record topics to an MCAP bag, counting drops"),
     "info": ("fovea_ros.bag.info", "summarise a bag: topics, types, counts, time range"),
     "import": ("fovea_core.events.aedat4", "convert a recording to a rosbag2: fovea import aedat4 FILE OUT_BAG"),
+    "fit": ("fovea_core.events.anomaly.fit", "fit a model to your own normal recording: fovea fit anomaly BAG ..."),
     "run": ("fovea_ros.graph", "start the nodes a graph YAML names (one process or one per node)"),
     "export": ("fovea_core.backends.export", "export a model to ONNX and check ONNX Runtime against PyTorch"),
     "build-engine": ("fovea_core.backends.prebuild", "prebuild TensorRT engines into the engine cache (build_only)"),
@@ -25,6 +26,7 @@ METHODS: dict[str, str] = {
     "registration": "fovea_core.registration",
     "tpv": "fovea_core.tpv",
     "hmnet": "fovea_core.events.hmnet",
+    "anomaly": "fovea_core.events.anomaly",
 }
 
 

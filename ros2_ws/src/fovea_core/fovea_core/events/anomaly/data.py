@@ -65,8 +65,9 @@ class SequenceInputs:
 
 def sequence_inputs(streams: EventFrameStreams, cfg: FeatureConfig) -> SequenceInputs:
     f = streams.frames
+    times = np.ascontiguousarray(streams.events["t"])
     steps = [step_inputs(streams.events, int(f.stamps[k - 1]), int(f.stamps[k]), f.images[k - 1], f.images[k],
-                         streams.width, streams.height, cfg) for k in range(1, len(f))]
+                         streams.width, streams.height, cfg, times) for k in range(1, len(f))]
     if not steps:
         o, p = cfg.num_offsets, cfg.num_patches
         return SequenceInputs(np.zeros((0, o, 2, p), np.float32), np.zeros((0, 2, p), np.float32),
@@ -98,8 +99,10 @@ def activity_sequence(events: np.ndarray, start_ns: int, end_ns: int, width: int
     from fovea_core.events.anomaly.features import activity_distribution
 
     ends = np.arange(start_ns + step_ns, end_ns + 1, step_ns, dtype=np.int64)
-    dists = [activity_distribution(events, int(e - step_ns), int(e), width, height, activity_cfg) for e in ends]
-    bounds = np.searchsorted(events["t"], np.concatenate(([start_ns], ends)))
+    times = np.ascontiguousarray(events["t"])
+    dists = [activity_distribution(events, int(e - step_ns), int(e), width, height, activity_cfg, times=times)
+             for e in ends]
+    bounds = np.searchsorted(times, np.concatenate(([start_ns], ends)))
     a = activity_cfg.num_patches
     return (np.stack(dists) if dists else np.zeros((0, a), np.float32)), ends, np.diff(bounds).astype(np.int64)
 

@@ -85,12 +85,14 @@ def frame_change(previous: np.ndarray, current: np.ndarray, width: int, height: 
 
 
 def shifted_counts(events: np.ndarray, t_start: int, t_end: int, width: int, height: int,
-                   cfg: FeatureConfig) -> np.ndarray:
-    """(num_offsets, 2, P) event counts per polarity and patch in [t_start + delta, t_end + delta)."""
+                   cfg: FeatureConfig, times: np.ndarray | None = None) -> np.ndarray:
+    """(num_offsets, 2, P) event counts per polarity and patch in [t_start + delta, t_end + delta).
+
+    ``times``: ``events["t"]`` as a contiguous array, for callers that score many steps of one long stream
+    (searching the strided field of a structured array copies it on every call)."""
     lo = t_start - cfg.max_offset_bins * cfg.offset_step_ns
     hi = t_end + cfg.max_offset_bins * cfg.offset_step_ns
-    t = events["t"]
-    a, b = np.searchsorted(t, [lo, hi])
+    a, b = np.searchsorted(events["t"] if times is None else times, [lo, hi])
     ev = events[a:b]
     n_sub = (hi - lo) // SUB_BIN_NS + 1
     sub = (ev["t"] - lo) // SUB_BIN_NS
@@ -106,8 +108,8 @@ def shifted_counts(events: np.ndarray, t_start: int, t_end: int, width: int, hei
 
 
 def step_inputs(events: np.ndarray, t_prev: int, t_now: int, image_prev: np.ndarray, image_now: np.ndarray,
-                width: int, height: int, cfg: FeatureConfig) -> StepInputs:
-    counts = shifted_counts(events, t_prev, t_now, width, height, cfg)
+                width: int, height: int, cfg: FeatureConfig, times: np.ndarray | None = None) -> StepInputs:
+    counts = shifted_counts(events, t_prev, t_now, width, height, cfg, times)
     return StepInputs(counts, frame_change(image_prev, image_now, width, height, cfg), int(t_now),
                       int(t_now - t_prev), int(counts[cfg.max_offset_bins].sum()))
 
@@ -140,10 +142,10 @@ def argmax_lag_bins(inputs: StepInputs, cfg: FeatureConfig) -> int:
 
 
 def activity_distribution(events: np.ndarray, t_start: int, t_end: int, width: int, height: int,
-                          cfg: FeatureConfig, floor: float = 0.5) -> np.ndarray:
+                          cfg: FeatureConfig, floor: float = 0.5, times: np.ndarray | None = None) -> np.ndarray:
     """(P,) share of the window's events per patch, with ``floor`` pseudo-events per patch (an empty window
-    is uniform)."""
-    a, b = np.searchsorted(events["t"], [t_start, t_end])
+    is uniform). ``times`` as in :func:`shifted_counts`."""
+    a, b = np.searchsorted(events["t"] if times is None else times, [t_start, t_end])
     ev = events[a:b]
     counts = np.bincount(patch_index(ev["x"], ev["y"], width, height, cfg.grid), minlength=cfg.num_patches)
     counts = counts.astype(np.float64) + floor

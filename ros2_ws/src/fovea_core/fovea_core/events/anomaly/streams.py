@@ -72,28 +72,45 @@ class EventFrameStreams:
         return EventFrameStreams(ev, FrameStream(self.frames.stamps.copy(), images), width, height)
 
 
-def image_from_fields(height: int, width: int, encoding: str, step: int, data, is_bigendian: bool = False) -> np.ndarray:
-    """uint8 intensity (H, W) from sensor_msgs/Image fields: mono8, mono16 (top 8 bits), rgb8 / bgr8 (luma).
+INTENSITY_ENCODINGS = ("mono8", "8UC1", "mono16", "16UC1", "rgb8", "bgr8")
 
-    Raises ValueError naming the encoding for anything else, or when the sizes disagree.
-    """
-    buf = np.frombuffer(bytes(data) if not isinstance(data, np.ndarray) else data.tobytes(), np.uint8)
+
+class ImageEncodingError(ValueError):
+    """An image that is no intensity frame (its ``reason`` is the node's drop reason)."""
+
+    reason = "wrong image encoding"
+
+
+def intensity_u8(image: np.ndarray, encoding: str) -> np.ndarray:
+    """uint8 intensity (H, W) of an image array in one of ``INTENSITY_ENCODINGS`` (mono16: top 8 bits, colour:
+    luma). ValueError naming the encoding for anything else (depth, float, Bayer, YUV images are no
+    intensity frames for this detector)."""
+    if encoding not in INTENSITY_ENCODINGS:
+        raise ImageEncodingError(f"wrong image encoding '{encoding}' (needs one of {', '.join(INTENSITY_ENCODINGS)})")
+    if encoding in ("mono16", "16UC1"):
+        return (np.asarray(image, np.uint16) >> 8).astype(np.uint8)
+    if encoding in ("rgb8", "bgr8"):
+        rgb = np.asarray(image, np.float32)[..., ::-1] if encoding == "bgr8" else np.asarray(image, np.float32)
+        return np.clip(rgb @ np.array([0.299, 0.587, 0.114], np.float32) + 0.5, 0, 255).astype(np.uint8)
+    return np.ascontiguousarray(image, dtype=np.uint8)
+
+
+def image_from_fields(height: int, width: int, encoding: str, step: int, data, is_bigendian: bool = False) -> np.ndarray:
+    """:func:`intensity_u8` of an Image given by its fields (bags read with rosbags; the node uses the glue's
+    conversion and then :func:`intensity_u8`)."""
+    buf = np.frombuffer(data.tobytes() if isinstance(data, np.ndarray) else bytes(data), np.uint8)
     channels, itemsize = {"mono8": (1, 1), "8UC1": (1, 1), "mono16": (1, 2), "16UC1": (1, 2), "rgb8": (3, 1),
-                          "bgr8": (3, 1)}.get(encoding, (0, 0))
-    if channels == 0:
-        raise ValueError(f"unsupported image encoding '{encoding}' (mono8, mono16, rgb8, bgr8)")
+                          "bgr8": (3, 1)}.get(encoding, (1, 1))
+    if encoding not in INTENSITY_ENCODINGS:
+        raise ImageEncodingError(f"wrong image encoding '{encoding}' (needs one of {', '.join(INTENSITY_ENCODINGS)})")
     if step < width * channels * itemsize or len(buf) != height * step:
         raise ValueError(f"image of {len(buf)} bytes does not match {height} rows of step {step}")
     rows = buf.reshape(height, step)[:, :width * channels * itemsize]
     if itemsize == 2:
-        values = rows.view(">u2" if is_bigendian else "<u2").reshape(height, width)
-        return (values >> 8).astype(np.uint8)
-    if channels == 3:
-        rgb = rows.reshape(height, width, 3).astype(np.float32)
-        if encoding == "bgr8":
-            rgb = rgb[..., ::-1]
-        return np.clip(rgb @ np.array([0.299, 0.587, 0.114], np.float32) + 0.5, 0, 255).astype(np.uint8)
-    return rows.reshape(height, width).copy()
+        array = rows.view(">u2" if is_bigendian else "<u2").reshape(height, width)
+    else:
+        array = rows.reshape(height, width, channels) if channels == 3 else rows.reshape(height, width)
+    return intensity_u8(array, encoding)
 
 
 def read_bag_streams(bag: str | Path, events_topic: str, frames_topic: str):

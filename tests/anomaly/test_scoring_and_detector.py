@@ -1,0 +1,102 @@
+"""Scores: the step-by-step versions equal the whole-sequence ones; the threshold is the stated quantile; the
+streaming detector gives one result per frame with the same scores the evaluation computes offline; the model
+file round trip and its checked refusals."""
+
+import numpy as np
+import pytest
+import torch
+
+from fovea_core.events.anomaly.bundle import AnomalyMeta, build_models, load_models, save_models
+from fovea_core.events.anomaly.data import sequence_features
+from fovea_core.events.anomaly.detector import StreamAnomalyDetector
+from fovea_core.events.anomaly.scoring import (StreamingKL, StreamingRule, calibrate_threshold, kl_sequence,
+                                               rule_step_scores, windowed_mean)
+from fovea_core.events.anomaly.sync_net import learned_distributions
+from fovea_core.model_files import ModelFileError
+
+
+@pytest.fixture(scope="module")
+def models():
+    torch.manual_seed(0)
+    meta = AnomalyMeta(ar={"width": 32, "layers": 1, "heads": 2, "context": 12})
+    meta.thresholds = {"rule": 1.0, "classical": 0.5, "learned": 0.5, "events": 0.5, "rate_rule": 0.5}
+    m = build_models(meta)
+    for module in [m.sync_net, *m.ar.values()]:
+        module.eval()
+    return m
+
+
+def test_streaming_scores_equal_the_sequence_scores(models):
+    rng = np.random.default_rng(0)
+    dists = rng.dirichlet(np.ones(31) * 0.3, 40).astype(np.float32)  # longer than the 12-step context
+    whole = kl_sequence(models.ar["classical"], dists)
+    stream = StreamingKL(models.ar["classical"], window=5)
+    steps, windows = zip(*(stream.update(d) for d in dists))
+    assert np.isnan(whole[0]) and np.isnan(steps[0])
+    assert np.allclose(whole[1:], steps[1:], atol=1e-5)
+    assert np.allclose(windowed_mean(whole, 5)[1:], windows[1:], atol=1e-5)
+    lags = rng.integers(-4, 5, 60)
+    rule = StreamingRule(window=5, history=25)
+    assert np.allclose(rule_step_scores(lags, 25)[1:], [rule.update(v)[0] for v in lags][1:])
+
+
+def test_threshold_is_the_stated_quantile():
+    scores = np.concatenate([np.arange(1000, dtype=np.float32), [np.nan] * 5])
+    assert calibrate_threshold(scores, 0.01) == pytest.approx(np.quantile(np.arange(1000), 0.99))
+    with pytest.raises(ValueError):
+        calibrate_threshold(np.array([np.nan]), 0.01)
+
+
+def test_detector_gives_one_result_per_frame_with_the_offline_scores(models, sim_streams):
+    meta = models.meta
+    detector = StreamAnomalyDetector(models, sim_streams.width, sim_streams.height, "learned")
+    results = []
+    packets = np.array_split(sim_streams.events, 300)
+    frames = list(zip(sim_streams.frames.stamps, sim_streams.frames.images))
+    # interleave as a driver would: each frame after the packets up to its time
+    for chunk in packets:
+        while frames and frames[0][0] <= chunk["t"][-1]:
+            results += detector.push_frame(*frames.pop(0))
+        results += detector.push_events(chunk)
+    scored = [r for r in results if r.method == "learned"]
+    feats = sequence_features(sim_streams, meta.feature_config(), meta.sync_net["pool"], meta.activity_config(),
+                              meta.events_step_ns)
+    offline = windowed_mean(kl_sequence(models.ar["learned"], learned_distributions(
+        models.sync_net, feats.pooled_counts, feats.pooled_change, pooled=True)), meta.window_steps)
+    # every frame but those within the event horizon of the stream's end has its result; the first STARTING
+    assert scored[0].state == "STARTING" and scored[0].stamp_ns == sim_streams.frames.stamps[0]
+    stamps = np.array([r.stamp_ns for r in scored[1:]])
+    assert np.array_equal(stamps, feats.stamps[:len(stamps)]) and len(stamps) >= len(feats.stamps) - 2
+    got = np.array([r.score for r in scored[1:]])
+    assert np.allclose(got[1:], offline[1:len(stamps)], rtol=1e-4, atol=1e-5)
+    for r in scored[2:]:
+        assert r.state == ("ERROR" if r.score >= 3 * r.threshold else "WARN" if r.score >= r.threshold else "OK")
+        assert (r.suspected_fault == "") == (r.state == "OK")
+
+
+def test_detector_scores_events_alone_on_its_own_clock(models, sim_streams):
+    detector = StreamAnomalyDetector(models, sim_streams.width, sim_streams.height, "classical")
+    results = []
+    for chunk in np.array_split(sim_streams.events, 100):
+        results += detector.push_events(chunk)
+    assert results and all(r.method == "events" for r in results)
+    step = models.meta.events_step_ns
+    assert np.all(np.diff([r.stamp_ns for r in results]) == step)
+    assert all(np.isfinite(r.score) for r in results[2:])
+
+
+def test_model_file_round_trip_and_refusals(models, tmp_path):
+    path = tmp_path / "anomaly.pt"
+    save_models(models, path)
+    back = load_models(path)
+    assert back.meta.thresholds == models.meta.thresholds and back.meta.ar == models.meta.ar
+    x = torch.rand(1, 5, 31)
+    assert torch.allclose(back.ar["learned"](x), models.ar["learned"](x))
+    (tmp_path / "cut.pt").write_bytes(path.read_bytes()[:1000])
+    with pytest.raises(ModelFileError, match="model_path"):
+        load_models(tmp_path / "cut.pt", "model_path")
+    state = torch.load(path, weights_only=True)
+    state["ar_events"] = {k: v[..., :1] for k, v in state["ar_events"].items()}
+    torch.save(state, tmp_path / "shapes.pt")
+    with pytest.raises(ModelFileError, match="shape"):
+        load_models(tmp_path / "shapes.pt")

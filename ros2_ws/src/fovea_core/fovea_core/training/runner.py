@@ -174,31 +174,8 @@ def run(task: TrainTask, settings: RunSettings, ctx: RunContext) -> RunResult:
 
     step, elapsed_before, interval_log = 0, 0.0, []
     if settings.resume is not None:
-        blob = checkpoint.load(settings.resume)
-        differences = checkpoint.config_differences(json.loads(blob["config"]), task_config)
-        if differences:
-            raise checkpoint.CheckpointError(f"--resume {blob['path']}: the checkpoint was trained with another "
-                                             "config: " + "; ".join(differences))
-        model.load_state_dict(blob["model"])
-        optimizer.load_state_dict(blob["optimizer"])
-        if schedule is not None and blob["scheduler"]:
-            schedule.load_state_dict(blob["scheduler"])
-        if blob["scaler"]:
-            scaler.load_state_dict(blob["scaler"])
-        step, elapsed_before = int(blob["step"]), float(blob["elapsed_seconds"])
-        interval_log = json.loads(blob["log"])
-        if source is not None:
-            source.seek(int(blob["epoch"]), int(blob["batch_in_epoch"]))
-        ranks = blob["ranks"]
-        if len(ranks) != ctx.world_size:
-            ctx.log(f"[train {settings.name}] warning: checkpoint from {len(ranks)} rank(s), resuming on "
-                    f"{ctx.world_size}: random streams of ranks beyond it start fresh (not an exact resume)")
-        if ctx.rank < len(ranks):
-            checkpoint.restore_rng(ranks[ctx.rank]["rng"], ctx.rng, ctx.device)
-            for obj, state in zip(task.stateful, ranks[ctx.rank]["stateful"]):
-                obj.load_state_dict(state)
-        ctx.log(f"[train {settings.name}] resumed from {blob['path']} at step {step} "
-                f"({elapsed_before:.0f} s trained)")
+        step, elapsed_before, interval_log = _resume(settings, ctx, task, task_config, model, optimizer, schedule,
+                                                     scaler, source)
 
     reporter = Reporter(settings.name, settings.budget, ctx.is_main, settings.tensorboard_dir,
                         settings.log_every_s, step, interval_log)
@@ -263,20 +240,7 @@ def run(task: TrainTask, settings: RunSettings, ctx: RunContext) -> RunResult:
             batch = to_device(batch, ctx.device)
             with _autocast(ctx.device, dtype):
                 loss, scalars = step_module(batch)
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.unscale_(optimizer)
-            max_norm = task.clip_grad_norm if task.clip_grad_norm else float("inf")
-            grad_norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm))
-            if scaler.is_enabled():
-                scaler.step(optimizer)  # skips the step itself on inf/NaN and lowers the scale
-                scaler.update()
-                stepped = np.isfinite(grad_norm)
-            elif np.isfinite(grad_norm):  # grads are averaged over ranks: every rank takes the same branch
-                optimizer.step()
-                stepped = True
-            else:
-                stepped = False
+            grad_norm, stepped = _apply_gradients(loss, model, optimizer, scaler, task.clip_grad_norm)
             nonfinite_run = 0 if np.isfinite(grad_norm) else nonfinite_run + 1
             if nonfinite_run >= MAX_NONFINITE_STEPS:
                 raise FloatingPointError(f"[train {settings.name}] {nonfinite_run} consecutive steps with a "
@@ -315,6 +279,53 @@ def run(task: TrainTask, settings: RunSettings, ctx: RunContext) -> RunResult:
     reporter.close()
     ctx.barrier()
     return RunResult(step, elapsed, not stopped_by_signal, saved, summary)
+
+
+def _apply_gradients(loss: torch.Tensor, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                     scaler: torch.amp.GradScaler, clip: float | None) -> tuple[float, bool]:
+    """Backward (DDP averages the gradients here), unscale, clip, step unless a gradient is inf/NaN.
+    Returns the gradient norm before clipping and whether the weights changed."""
+    optimizer.zero_grad(set_to_none=True)
+    scaler.scale(loss).backward()
+    scaler.unscale_(optimizer)
+    grad_norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), clip or float("inf")))
+    if scaler.is_enabled():
+        scaler.step(optimizer)  # skips the step itself on inf/NaN and lowers the scale
+        scaler.update()
+        return grad_norm, bool(np.isfinite(grad_norm))
+    if np.isfinite(grad_norm):  # gradients are averaged over ranks: every rank takes the same branch
+        optimizer.step()
+        return grad_norm, True
+    return grad_norm, False
+
+
+def _resume(settings: RunSettings, ctx: RunContext, task: TrainTask, task_config: dict, model, optimizer, schedule,
+            scaler, source: _DatasetBatches | None) -> tuple[int, float, list[dict]]:
+    """Load everything a checkpoint holds into the run; returns (step, seconds trained, interval log)."""
+    blob = checkpoint.load(settings.resume)
+    differences = checkpoint.config_differences(json.loads(blob["config"]), task_config)
+    if differences:
+        raise checkpoint.CheckpointError(f"--resume {blob['path']}: the checkpoint was trained with another "
+                                         "config: " + "; ".join(differences))
+    model.load_state_dict(blob["model"])
+    optimizer.load_state_dict(blob["optimizer"])
+    if schedule is not None and blob["scheduler"]:
+        schedule.load_state_dict(blob["scheduler"])
+    if blob["scaler"]:
+        scaler.load_state_dict(blob["scaler"])
+    if source is not None:
+        source.seek(int(blob["epoch"]), int(blob["batch_in_epoch"]))
+    ranks = blob["ranks"]
+    if len(ranks) != ctx.world_size:
+        ctx.log(f"[train {settings.name}] warning: checkpoint from {len(ranks)} rank(s), resuming on "
+                f"{ctx.world_size}: random streams of ranks beyond it start fresh (not an exact resume)")
+    if ctx.rank < len(ranks):
+        checkpoint.restore_rng(ranks[ctx.rank]["rng"], ctx.rng, ctx.device)
+        for obj, state in zip(task.stateful, ranks[ctx.rank]["stateful"]):
+            obj.load_state_dict(state)
+    step, elapsed = int(blob["step"]), float(blob["elapsed_seconds"])
+    ctx.log(f"[train {settings.name}] resumed from {blob['path']} at step {step} ({elapsed:.0f} s trained)")
+    return step, elapsed, json.loads(blob["log"])
 
 
 def _autocast(device: torch.device, dtype: torch.dtype | None):

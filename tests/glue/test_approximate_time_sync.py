@@ -285,10 +285,11 @@ def test_a_camera_stamped_one_second_late_is_reported_outside_slop(backend):
     # cam_b's stamp t+1 s meets the others' t+1 s while those are still queued: some late sets form
     assert len(emitted) < 6
     causes = sync.drop_causes
-    assert all(reason.startswith("outside slop") for reason in causes)
-    assert max(causes, key=causes.get) == "outside slop /cam_b", causes
+    # the late camera is named with its offset; with queues this short, messages of the others that cam_b's
+    # early stamps pushed out show as a member not yet published ("missing member") - the detail says when
+    assert all(reason.startswith(("outside slop", "missing member")) for reason in causes), causes
     first = next(detail for reason, _, detail in reports if reason == "outside slop /cam_b")
-    assert re.search(r"nearest on /cam_b (500|1000)\.0 ms away, slop 50 ms", first), first
+    assert re.search(r"nearest on /cam_b 1000\.0 ms away, slop 50 ms", first), first
     # nothing vanishes: every message is in a set, counted as a drop, or still waiting
     assert 3 * sync.emitted + sum(causes.values()) + sum(sync.queue_lengths()) == 18
 

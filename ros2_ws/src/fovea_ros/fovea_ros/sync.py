@@ -28,12 +28,16 @@ Why a message was dropped (:attr:`ApproximateTimeSync.drop_causes` and the ``on_
 that leaves its queue unmatched (``queue_overflow`` above) is classified by the other inputs' queues at
 that moment, the first rule that applies to some input (inputs in order) names it:
 
-* ``missing member <input>``: that input's queue was empty (nothing from it is waiting to be matched: it
+* ``missing member <input>``: that input had nothing queued within ``slop`` of the message or newer (it
   stopped publishing, lost this message, or runs slower; if its messages come late in wall time, a longer
   queue would have caught them);
-* ``outside slop <input>``: that input has queued messages, but none within ``slop`` (the detail says how
-  far the nearest was: clock offset, or a slop too tight);
+* ``outside slop <input>``: that input has newer queued messages, but none within ``slop`` (the detail says
+  how far the nearest was: a clock offset, or a slop too tight);
 * ``queue overflow``: every input had a candidate within ``slop``, yet no set spanned less than ``slop``.
+
+The classification is of the moment: an input whose stamps run ahead (a clock offset) pushes messages out
+of short queues before the others publish theirs, which then reads "missing member"; the details carry the
+times, and the input with the offset shows up as ``outside slop`` with its distance.
 
 ``<input>`` is the input's name from ``input_names`` (topics, when :func:`subscribe_synchronized` wires
 it), else ``input <i>``. Duplicates and headerless messages are reported as ``duplicate stamp`` and
@@ -179,8 +183,10 @@ def classify_unmatched(index: int, stamp: int, queues: Sequence[Sequence[int]], 
     what = f"{names[index]} at {stamp / 1e9:.3f} s"
     others = [(other, stamps) for other, stamps in enumerate(queues) if other != index]
     for other, stamps in others:
-        if not stamps:
-            return f"missing member {names[other]}", f"{what}: nothing queued on {names[other]}"
+        if not any(s >= stamp - slop_ns for s in stamps):  # nothing near or newer: that input fell silent
+            return f"missing member {names[other]}", (f"{what}: nothing queued on {names[other]}" if not stamps else
+                                                      f"{what}: nothing on {names[other]} since "
+                                                      f"{max(stamps) / 1e9:.3f} s")
     for other, stamps in others:
         nearest = min(abs(s - stamp) for s in stamps)
         if nearest > slop_ns:

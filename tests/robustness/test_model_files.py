@@ -1,9 +1,14 @@
-"""Corrupt-model-file matrix through every method's own loader: each bad file fails with one line that names the
-parameter, the file and what is wrong, never advises ``weights_only=False``, and nothing inside the file runs."""
+"""Corrupt-model-file matrix per node, through the node's own configure (what `fovea run` and launch do):
+each bad file leaves the node unconfigured with one line that names the parameter, the file and what is
+wrong, never advises ``weights_only=False``, and nothing inside the file runs. `fovea run` prints that line
+alone and exits 2, in one process and with one process per node (each the node's own executable).
+"""
 from __future__ import annotations
 
 import re
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -11,6 +16,7 @@ import pytest
 from fovea_core.model_files import ModelFileError, check_model_file, load_onnx_file, load_torch_file
 
 from corrupt_models import ONNX_CASES, TORCH_CASES, make_corrupt
+from node_harness import NodeHarness
 
 REPO = Path(__file__).resolve().parents[2]
 MODELS = REPO / "models"
@@ -31,8 +37,7 @@ ONNX_EXPECT = {
 }
 
 
-def assert_one_line(exc: ModelFileError, parameter: str, path: Path, expect: str) -> None:
-    text = str(exc)
+def assert_one_line(text: str, parameter: str, path: Path, expect: str) -> None:
     assert "\n" not in text, text
     assert text.startswith(f"parameter '{parameter}': model file {path}"), text
     assert re.search(expect, text), f"{expect!r} not in: {text}"
@@ -46,21 +51,30 @@ def marker(tmp_path):
     assert not path.exists(), "code inside a model file ran"
 
 
-# ---------------------------------------------------------------------------------------------- HMNet (torch)
+def configure_error(node_class, overrides: dict) -> str:
+    harness = NodeHarness(node_class, overrides)
+    try:
+        assert harness.node.lifecycle_state == "unconfigured"
+        values = harness.values()
+        assert values["lifecycle_state"] == "unconfigured"
+        return harness.up_error
+    finally:
+        harness.close()
+
+
+# ------------------------------------------------------------------------------------------- event memory
 @pytest.mark.parametrize("case", TORCH_CASES)
-def test_hmnet_state_file(case, tmp_path, marker):
-    from fovea_core.events.hmnet.train import load_model
+def test_event_memory_model_path(case, tmp_path, marker):
+    from fovea_ros.nodes.event_memory_node import EventMemoryNode
 
     path = make_corrupt(case, MODELS / "hmnet" / "hmnet.pt", tmp_path / "hmnet.pt", marker, state_key="state_dict")
-    with pytest.raises(ModelFileError) as err:
-        load_model(path, "model_path")
-    assert_one_line(err.value, "model_path", path, TORCH_EXPECT[case])
+    assert_one_line(configure_error(EventMemoryNode, {"model_path": str(path)}), "model_path", path,
+                    TORCH_EXPECT[case])
 
 
 @pytest.mark.parametrize("case", ONNX_CASES)
-def test_hmnet_step_graphs(case, tmp_path, marker):
-    from fovea_core.events.hmnet.streaming import StreamingHMNet
-    from fovea_core.events.hmnet.train import load_model
+def test_event_memory_step_graphs(case, tmp_path, marker):
+    from fovea_ros.nodes.event_memory_node import EventMemoryNode
 
     folder = tmp_path / "onnx"
     shutil.copytree(MODELS / "hmnet" / "onnx", folder)
@@ -68,90 +82,103 @@ def test_hmnet_step_graphs(case, tmp_path, marker):
     path = make_corrupt(case, MODELS / "hmnet" / "onnx" / "level2.onnx", folder / "level2.onnx", marker)
     if case == "missing":
         path = folder / "level2.onnx"
-    model, _ = load_model(MODELS / "hmnet" / "hmnet.pt")
-    with pytest.raises(ModelFileError) as err:
-        StreamingHMNet.from_onnx(model.cfg, folder, parameter="onnx_dir")
-    assert_one_line(err.value, "onnx_dir", path, ONNX_EXPECT[case])
+    error = configure_error(EventMemoryNode, {"backend": "onnxruntime", "onnx_dir": str(folder)})
+    assert_one_line(error, "onnx_dir", path, ONNX_EXPECT[case])
 
 
-# ------------------------------------------------------------------------------------------------ TPV (both)
+# ----------------------------------------------------------------------------------------------------- TPV
 @pytest.mark.parametrize("case", TORCH_CASES)
-def test_tpv_checkpoint(case, tmp_path, marker):
-    from fovea_core.tpv.inference import TPVInference
+def test_tpv_checkpoint_path(case, tmp_path, marker):
+    from fovea_ros.nodes.tpv_occupancy_node import TpvOccupancyNode
 
     path = make_corrupt(case, MODELS / "tpv" / "tpv_cpu.pt", tmp_path / "tpv.pt", marker, state_key="model")
-    with pytest.raises(ModelFileError) as err:
-        TPVInference.load("torch", checkpoint_path=path, checkpoint_parameter="checkpoint_path")
-    assert_one_line(err.value, "checkpoint_path", path, TORCH_EXPECT[case])
+    error = configure_error(TpvOccupancyNode, {"backend": "torch", "checkpoint_path": str(path)})
+    assert_one_line(error, "checkpoint_path", path, TORCH_EXPECT[case])
 
 
-@pytest.mark.parametrize("case", ONNX_CASES + ("no_config_metadata",))
-def test_tpv_onnx(case, tmp_path, marker):
-    from fovea_core.tpv.inference import TPVInference
+@pytest.mark.parametrize("case", ONNX_CASES + ("another_model",))
+def test_tpv_model_path(case, tmp_path, marker):
+    from fovea_ros.nodes.tpv_occupancy_node import TpvOccupancyNode
 
-    good = MODELS / "tpv" / "tpv_cpu.onnx"
-    if case == "no_config_metadata":  # a valid ONNX model of the wrong kind: an HMNet step graph
+    if case == "another_model":  # a valid ONNX model of the wrong kind: an HMNet step graph
         path = tmp_path / "tpv.onnx"
         shutil.copy(MODELS / "hmnet" / "onnx" / "fast.onnx", path)
         expect = r"has no input\(s\) \['images', 'ego2img'\]"
     else:
-        path = make_corrupt(case, good, tmp_path / "tpv.onnx", marker)
+        path = make_corrupt(case, MODELS / "tpv" / "tpv_cpu.onnx", tmp_path / "tpv.onnx", marker)
         expect = ONNX_EXPECT[case]
-    with pytest.raises(ModelFileError) as err:
-        TPVInference.load("onnxruntime", model_path=path, model_parameter="model_path")
-    assert_one_line(err.value, "model_path", path, expect)
+    assert_one_line(configure_error(TpvOccupancyNode, {"model_path": str(path)}), "model_path", path, expect)
 
 
-# ---------------------------------------------------------------------------------------- registration (both)
-def registration_dir(tmp_path: Path) -> Path:
+# -------------------------------------------------------------------------------------------- registration
+def registration_dir(tmp_path: Path, *names: str) -> Path:
     folder = tmp_path / "registration"
     folder.mkdir()
-    shutil.copy(MODELS / "registration" / "vbreg.json", folder)
+    for name in names:
+        shutil.copy(MODELS / "registration" / name, folder)
     return folder
 
 
-@pytest.mark.parametrize("case", TORCH_CASES)
+@pytest.mark.parametrize("case", ["missing", "empty", "truncated", "random_bytes", "wrong_shapes", "pickled",
+                                  "malicious_pickle", "malicious_torch_zip"])
 def test_registration_weights(case, tmp_path, marker):
-    from fovea_core.registration.model_io import load_scorer
+    from fovea_ros.nodes.registration_node import RegistrationNode
 
-    folder = registration_dir(tmp_path)
+    folder = registration_dir(tmp_path, "vbreg.json")
     path = make_corrupt(case, MODELS / "registration" / "vbreg.pt", folder / "vbreg.pt", marker)
     if case == "missing":
         path = folder / "vbreg.pt"
-    with pytest.raises(ModelFileError) as err:
-        load_scorer("torch", folder, parameter="model_dir")
-    assert_one_line(err.value, "model_dir", path, TORCH_EXPECT[case])
+    error = configure_error(RegistrationNode, {"backend": "torch", "model_dir": str(folder)})
+    assert_one_line(error, "model_dir", path, TORCH_EXPECT[case])
 
 
 @pytest.mark.parametrize("content, expect", [("", "is empty"), ("{not json", "is not valid JSON"),
-                                             ("[1, 2]", "not an object"), ('{"no_such_field": 3}',
-                                                                          "is not a VBReg configuration")])
-def test_registration_config(content, expect, tmp_path):
-    from fovea_core.registration.model_io import load_network
+                                             ("[1, 2]", "not an object"),
+                                             ('{"no_such_field": 3}', "is not a VBReg configuration")])
+def test_registration_config_file(content, expect, tmp_path):
+    from fovea_ros.nodes.registration_node import RegistrationNode
+
+    folder = registration_dir(tmp_path, "vbreg.pt")
+    (folder / "vbreg.json").write_text(content)
+    error = configure_error(RegistrationNode, {"backend": "torch", "model_dir": str(folder)})
+    assert_one_line(error, "model_dir", folder / "vbreg.json", expect)
+
+
+@pytest.mark.parametrize("case", ["missing", "truncated", "torch_instead", "malicious_pickle"])
+def test_registration_onnx(case, tmp_path, marker):
+    from fovea_ros.nodes.registration_node import RegistrationNode
 
     folder = registration_dir(tmp_path)
-    shutil.copy(MODELS / "registration" / "vbreg.pt", folder)
-    (folder / "vbreg.json").write_text(content)
-    with pytest.raises(ModelFileError) as err:
-        load_network(folder, "model_dir")
-    assert_one_line(err.value, "model_dir", folder / "vbreg.json", expect)
+    path = make_corrupt(case, MODELS / "registration" / "vbreg.onnx", folder / "vbreg.onnx", marker)
+    if case == "missing":
+        path = folder / "vbreg.onnx"
+    error = configure_error(RegistrationNode, {"backend": "onnxruntime", "model_dir": str(folder)})
+    assert_one_line(error, "model_dir", path, ONNX_EXPECT[case])
 
 
-@pytest.mark.parametrize("case", ("truncated", "random_bytes", "torch_instead", "empty"))
-def test_registration_onnx(case, tmp_path, marker):
-    from fovea_core.registration.model_io import load_scorer
-
-    path = make_corrupt(case, MODELS / "registration" / "vbreg.onnx", tmp_path / "vbreg.onnx", marker)
-    with pytest.raises(ModelFileError) as err:
-        load_scorer("onnxruntime", tmp_path, onnx_path=path, parameter="onnx_path")
-    assert_one_line(err.value, "onnx_path", path, ONNX_EXPECT[case])
+# ------------------------------------------------------------------- what a user sees: one line, exit 2
+def only_lines(run) -> list[str]:
+    return [line for line in (run.stdout + run.stderr).splitlines() if line.strip()]
 
 
-# --------------------------------------------------------------------------------------------- the checks
+@pytest.mark.parametrize("processes", [False, True])
+def test_fovea_run_prints_one_line_and_exits_2_in_both_modes(processes, tmp_path, marker):
+    path = make_corrupt("pickled", MODELS / "hmnet" / "hmnet.pt", tmp_path / "hmnet.pt", marker)
+    graph = tmp_path / "graph.yaml"
+    graph.write_text(f"nodes:\n  - executable: event_memory_node\n    config: event_memory.yaml\n"
+                     f"    parameters: {{model_path: '{path}'}}\n")
+    run = subprocess.run([sys.executable, "-m", "fovea_ros.cli", "run", str(graph),
+                          *(["--processes"] if processes else [])], capture_output=True, text=True, timeout=120,
+                         cwd=REPO)
+    lines = only_lines(run)
+    assert run.returncode == 2 and len(lines) == 1, lines
+    assert f"parameter 'model_path': model file {path}: is a Python pickle" in lines[0]
+
+
+# ---------------------------------------------------------------------------------------------- the checks
 def test_every_committed_model_passes_the_checks():
     """The shipped files load through the same checks (a stale .sha256 beside one would fail here)."""
-    onnx_files = sorted(MODELS.rglob("*.onnx"))
-    torch_files = sorted(MODELS.rglob("*.pt"))
+    onnx_files, torch_files = sorted(MODELS.rglob("*.onnx")), sorted(MODELS.rglob("*.pt"))
     assert onnx_files and torch_files
     for path in onnx_files:
         load_onnx_file(path, "model_path")
@@ -171,3 +198,4 @@ def test_without_a_parameter_the_line_still_names_the_file(tmp_path):
     with pytest.raises(ModelFileError) as err:
         load_torch_file(tmp_path / "gone.pt")
     assert str(err.value) == f"model file {tmp_path / 'gone.pt'}: does not exist"
+    assert isinstance(err.value, FileNotFoundError)

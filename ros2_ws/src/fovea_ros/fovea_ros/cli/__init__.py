@@ -19,6 +19,7 @@ TOOLS: dict[str, tuple[str, str]] = {
     "export": ("fovea_core.backends.export", "export a model to ONNX and check ONNX Runtime against PyTorch"),
     "build-engine": ("fovea_core.backends.prebuild", "prebuild TensorRT engines into the engine cache (build_only)"),
     "demo": ("fovea_ros.demo", "the main job: replay the bundled bag through the suite and write a report"),
+    "viz": ("fovea_ros.viz.bridge", "bridge the suite's topics to Foxglove (WebSocket server, foxglove-sdk)"),
 }
 
 # method name -> core package that provides ``train.main`` and ``evaluate.main``

@@ -4,6 +4,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from fovea_ros.demo.suite import render_suites_markdown
+
 
 def _pct(values: dict | None) -> str:
     if not values or values.get("p50") is None:
@@ -32,9 +34,12 @@ def render_markdown(report: dict) -> str:
         node = s["node"]
         lines += ["", f"## {s['name']}: {'pass' if s['passed'] else 'FAIL'}", "", s["description"], "",
                   f"Bag `{s['bag']}` → graph `{s['graph']}` · accounting `{s['accounting']}` · {s['wall_s']} s", "",
-                  "| topic | role | published | seen | recorded |", "|---|---|---|---|---|"]
-        lines += [f"| {t} | input | {v['published']} | {v['seen']} | |" for t, v in s["inputs"].items()]
-        lines += [f"| {t} | output | | {v['seen']} | {v['recorded']} |" for t, v in s["outputs"].items()]
+                  "| topic | role | published | received by the node | lost before its callback (counted / unseen) "
+                  "| seen by the probe | recorded |", "|---|---|---|---|---|---|---|"]
+        lines += [f"| {t} | input | {v['published']} | {v.get('received', '')} | "
+                  f"{v.get('counted_lost', '')} / {v.get('unseen', '')} | {v['seen']} | |" for t, v in s["inputs"].items()]
+        lines += [f"| {t} | output | {v.get('published', '')} | | | {v['seen']} | {v['recorded']} |"
+                  for t, v in s["outputs"].items()]
         lat = s["end_to_end_latency_ms"]
         lines += ["", f"Node `{node['name']}` (last /diagnostics): {node['inputs']} inputs, {node['processed']} "
                   f"processed, processing p50 / p99 {_pct(node['processing_time_ms'])} ms, drops {node['drops_total']} "
@@ -47,6 +52,7 @@ def render_markdown(report: dict) -> str:
         lines += ["", "Checks:", ""]
         lines += [f"- {'ok' if c['ok'] else '**FAILED**'}: {c['name']} ({c['detail']})" for c in s["checks"]]
         lines += ["", f"Recording: `{s['recording']}`"]
+    lines += render_suites_markdown(report.get("suites") or [])
     return "\n".join(lines) + "\n"
 
 

@@ -101,12 +101,16 @@ def _percentiles(samples: list[float]) -> dict:
 class StageRun:
     """Runs one stage and returns its report section (a dict); ``passed`` says whether its books balance."""
 
-    def __init__(self, spec: StageSpec, repo: Path, config: Path, out: Path, rate: float = 1.0) -> None:
+    def __init__(self, spec: StageSpec, repo: Path, config: Path, out: Path, rate: float = 1.0,
+                 bag_types: dict[str, str] | None = None) -> None:
+        """``bag_types`` (topic -> type) instead of the bag's own: the suite stage replays several bags."""
         self.spec, self.repo, self.config, self.rate = spec, repo, config, rate
         self.out = out / spec.name
         self.recording = self.out / "recording"
-        with BagReader(repo / spec.bag) as bag:
-            self.bag_types = {t.name: t.msgtype for t in bag.topics}
+        if bag_types is None:
+            with BagReader(repo / spec.bag) as bag:
+                bag_types = {t.name: t.msgtype for t in bag.topics}
+        self.bag_types = bag_types
         missing = set(spec.replay) - set(self.bag_types)
         if missing:
             raise ValueError(f"stage {spec.name}: {spec.bag} has no topics {sorted(missing)}")

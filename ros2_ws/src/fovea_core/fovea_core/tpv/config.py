@@ -36,12 +36,21 @@ class TPVConfig:
     num_hab: int = 1
     ffn_dim: int = 64
     decoder_hidden: int = 64
-    # Backbone: "tiny" (plain-torch ResNet-style, CPU) or "resnet50" / "resnet101".
+    # Backbone: "tiny" / "small" (plain-torch ResNet-style, CPU) or "resnet50" / "resnet101".
     backbone: str = "tiny"
     fpn_levels: int = 2
     image_width: int = 112
     image_height: int = 64
     num_classes: int = len(CLASS_NAMES)  # class 0 is "empty"
+    # False: the image-blind baseline: the same planes, blocks and decoder without backbone and image
+    # cross-attention (every block a HAB), so it can only learn where classes tend to be.
+    use_images: bool = True
+    # True: a lidar query point also gets the image features at its own projection (mean over the cameras that
+    # see it) added to its TPV feature (not in the paper; an ablation switch, see the model card).
+    point_image_features: bool = False
+    # Weight of the auxiliary 2D loss: image features at the projections of labelled lidar points classify
+    # those points (0 = off; the head is then not built).
+    aux_2d_weight: float = 0.0
     # Training recipe.
     lr: float = 2e-3
     weight_decay: float = 0.01

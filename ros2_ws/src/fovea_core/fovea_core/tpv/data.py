@@ -20,10 +20,14 @@ IMAGE_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
 IMAGE_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
 
 
-def cache_dir(cfg: TPVConfig, root: Path = DATA_ROOT) -> Path:
-    """Scenes are rendered for one image size and one voxel grid: each pair gets its own cache folder."""
+RIGS = ("random", "nuscenes")  # random: rigs.training_rig (nuScenes, PandaSet and random rigs); nuscenes: that one
+
+
+def cache_dir(cfg: TPVConfig, root: Path = DATA_ROOT, rig: str = "random") -> Path:
+    """Scenes are rendered for one image size, one voxel grid and one rig mode: each gets its own cache folder."""
     X, Y, Z = cfg.voxel_shape
-    return Path(root) / f"{cfg.image_width}x{cfg.image_height}_{X}x{Y}x{Z}"
+    suffix = "" if rig == "nuscenes" else f"_{rig}_rigs"
+    return Path(root) / f"{cfg.image_width}x{cfg.image_height}_{X}x{Y}x{Z}{suffix}"
 
 
 def grid_of(cfg: TPVConfig):
@@ -34,20 +38,23 @@ def frame_path(data_dir: Path, seed: int) -> Path:
     return Path(data_dir) / f"scene_{seed:06d}.npz"
 
 
-def generate(data_dir: Path, seeds, cfg: TPVConfig, log=print) -> list[Path]:
+def generate(data_dir: Path, seeds, cfg: TPVConfig, log=print, rig: str = "random") -> list[Path]:
     """Render every missing scene of ``seeds`` into ``data_dir`` (cached: existing files are reused)."""
-    from . import nuscenes_sample, render
+    from . import render, rigs
 
+    if rig not in RIGS:
+        raise ValueError(f"rig {rig!r}: choose one of {RIGS}")
     data_dir = Path(data_dir)
     data_dir.mkdir(parents=True, exist_ok=True)
     size = (cfg.image_width, cfg.image_height)
-    names, K, cam2ego = nuscenes_sample.load_rig(image_size=size)
     paths, start = [], time.time()
     for i, seed in enumerate(seeds):
         path = frame_path(data_dir, seed)
         if not path.exists():
-            render.make_frame(seed, names, K, cam2ego, size, grid_of(cfg)).save(path)
-            log(f"scene {seed} ({i + 1}/{len(seeds)}) {time.time() - start:.0f}s", flush=True)
+            r = rigs.training_rig(seed, size) if rig == "random" else rigs.nuscenes_rig(size)
+            render.make_frame(seed, r.names, r.intrinsics, r.cam2ego, size, grid_of(cfg)).save(path)
+            log(f"scene {seed} ({i + 1}/{len(seeds)}, {r.kind} rig, {len(r)} cameras) {time.time() - start:.0f}s",
+                flush=True)
         paths.append(path)
     return paths
 
@@ -79,11 +86,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-dir", type=Path, default=None, help="default: data/tpv/<image size>_<grid>")
     parser.add_argument("--train", type=int, default=len(TRAIN_SEEDS))
     parser.add_argument("--val", type=int, default=len(VAL_SEEDS))
+    parser.add_argument("--rig", choices=RIGS, default="random")
+    parser.add_argument("--image-size", type=int, nargs=2, metavar=("W", "H"), default=None,
+                        help="render at this size instead of the config's")
     args = parser.parse_args(argv)
     cfg = CONFIGS[args.config]()
-    data_dir = args.data_dir or cache_dir(cfg)
-    generate(data_dir / "val", list(VAL_SEEDS)[:args.val], cfg)
-    generate(data_dir / "train", list(TRAIN_SEEDS)[:args.train], cfg)
+    if args.image_size:
+        from dataclasses import replace
+        cfg = replace(cfg, image_width=args.image_size[0], image_height=args.image_size[1])
+    data_dir = args.data_dir or cache_dir(cfg, rig=args.rig)
+    generate(data_dir / "val", list(VAL_SEEDS)[:args.val], cfg, rig=args.rig)
+    generate(data_dir / "train", list(TRAIN_SEEDS)[:args.train], cfg, rig=args.rig)
     return 0
 
 

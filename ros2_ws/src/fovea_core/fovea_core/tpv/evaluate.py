@@ -1,291 +1,225 @@
-"""``fovea eval tpv``: the evaluation table, the ablation and the real-sample check, in one run.
+"""``fovea eval tpv``: camera model vs image-blind baselines on the real PandaSet validation frames, one run.
 
-1. The committed model on held-out generated scenes: per-class IoU and mIoU on lidar points and on voxels
-   (accumulated over the split, see ``metrics.py``), plus geometric (occupied/empty) voxel IoU.
-2. Ablation, same data and same short training recipe: TPV vs BEV-only (same feature budget) vs dense voxel
-   queries: mIoU, representation size, peak forward memory, latency side by side.
-3. Box-level check on the real nuScenes sample: predicted labels of lidar points inside annotated boxes.
-Writes ``eval.json``, ``per_class_iou.png``, ``ablation.png`` and ``real_sample_prediction.png``.
+Every method is scored on the same frames (46-55 of sequence 002, after the 00-43 training frames and a
+two-frame gap) with the paper's split-accumulated IoU (``metrics.py``):
+
+* points: lidar-segmentation IoU per class on the labelled returns inside the grid (a return is a surface: its
+  label is the best semantic class); IGNORE returns count nowhere;
+* voxels: semantic IoU per class and geometric (occupied vs empty) IoU against the dense labels accumulated from
+  the validation sweeps (``dense_labels.py``); IGNORE voxels count nowhere;
+* per frame along the drive, since whatever remembers the training street fades as the car drives on.
+
+Methods: the camera model (``--checkpoint``), the same model with every image replaced by mid-grey (how much it
+relies on the images), the image-blind network (``--blind-checkpoint``: same network without images, same
+labels), the majority-class-per-voxel lookup of the training frames and the height prior (``baselines.py``),
+and the model as the node runs it (ONNX Runtime, ``--onnx``). Also the nuScenes box check (``box_check.py``).
+Writes ``eval.json`` and PNG plots into ``--out-dir``.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from . import data
-from .frame import Frame
+from . import data, real_data
+from .baselines import HeightPrior, VoxelLookup
+from .box_check import box_check, plot_real_sample
+from .frame import IGNORE, Frame
 from .metrics import IoUAccumulator
-from .nuscenes_sample import load_sample, points_in_box
-from .profiling import forward_peak_memory_mib, representation_bytes, torch_latency_ms
-from .scenes import CLASS_COLORS, CLASS_NAMES, NUSCENES_BOX_TO_CLASS
+from .scenes import CLASS_NAMES
+from .scoring import iou_table, predict
 from .train import load_checkpoint
 
 DEFAULT_CKPT = Path("models/tpv/tpv_cpu.pt")
-ABLATION = {"tpv": Path("models/tpv/ablation_tpv.pt"), "bev": Path("models/tpv/ablation_bev.pt"),
-            "voxel": Path("models/tpv/ablation_voxel.pt")}
+DEFAULT_BLIND = Path("models/tpv/tpv_image_blind.pt")
+DEFAULT_ONNX = Path("models/tpv/tpv_cpu.onnx")
+MID_GREY = 128
 
 
-@torch.no_grad()
-def predict(model, frame: Frame, points: np.ndarray | None = None):
-    """(voxel labels (X,Y,Z), voxel probabilities (C,X,Y,Z), point labels (P,) never 0, point probabilities
-    over the semantic classes (P, C-1))."""
-    images, ego2img = data.model_inputs(frame, model.cfg)
-    pts = frame.points if points is None else points
-    pts_t = torch.from_numpy(np.asarray(pts[:, :3], np.float32))[None]
-    vox_logits, pt_logits = model(images, ego2img, pts_t)
-    vox_prob = vox_logits[0].softmax(0).numpy()
-    # A lidar return lies on a surface, so its label is the best *semantic* class (empty excluded).
-    pt_prob = pt_logits[0, :, 1:].softmax(-1).numpy()
-    return vox_prob.argmax(0), vox_prob, pt_prob.argmax(-1) + 1, pt_prob
+class TorchMethod:
+    def __init__(self, model, grey: bool = False):
+        self.model, self.grey = model, grey
+
+    def __call__(self, frame: Frame, points: np.ndarray):
+        if self.grey:
+            frame = Frame(**{**frame.__dict__, "images": np.full_like(frame.images, MID_GREY)})
+        vox, _, pts, _ = predict(self.model, frame, points)
+        return pts, vox
 
 
-def evaluate_split(model, frames: list[Frame]) -> dict:
-    points_acc = IoUAccumulator(model.cfg.num_classes)
-    voxel_acc = IoUAccumulator(model.cfg.num_classes)
-    for frame in frames:
-        inside = data.points_in_volume(frame.points, model.cfg) & (frame.point_labels > 0)
-        vox_pred, _, pt_pred, _ = predict(model, frame, frame.points[inside])
-        points_acc.update(pt_pred, frame.point_labels[inside])
-        voxel_acc.update(vox_pred, frame.voxel_labels)
+class OnnxMethod:
+    """The exported model through the same runner the node uses (``inference.TPVInference``)."""
 
-    def table(acc):
-        iou = acc.per_class_iou()
-        return {"per_class_iou": {CLASS_NAMES[c]: (None if np.isnan(iou[c]) else round(float(iou[c]), 4))
-                                  for c in range(1, len(CLASS_NAMES))},
-                "miou": round(acc.miou(), 4)}
+    def __init__(self, path: Path, threads: int):
+        from .inference import TPVInference
+        self.runner = TPVInference.load("onnxruntime", model_path=path, intra_op_threads=threads)
 
-    return {"points": table(points_acc), "voxels": {**table(voxel_acc), "geometry_iou":
-                                                    round(voxel_acc.geometry_iou(), 4)},
-            "frames": len(frames)}
+    def __call__(self, frame: Frame, points: np.ndarray):
+        pred = self.runner.predict(list(frame.images), list(frame.intrinsics), list(frame.cam2ego), points)
+        return pred.point_labels, pred.voxel_labels
 
 
-def box_check(model, sample_dir=None) -> dict:
-    frame = load_sample(sample_dir)
-    inside = data.points_in_volume(frame.points, model.cfg)
-    pts = frame.points[inside]
-    _, _, labels, prob = predict(model, frame, pts)
-    rows, per_category = [], {}
-    for box in frame.boxes:
-        mask = points_in_box(pts, box)
-        if not mask.any():
-            continue
-        expected = NUSCENES_BOX_TO_CLASS.get(box["category"])
-        counts = np.bincount(labels[mask], minlength=len(CLASS_NAMES))
-        entry = per_category.setdefault(box["category"], {"boxes": 0, "points": 0, "expected_class": None,
-                                                          "label_counts": np.zeros(len(CLASS_NAMES), int)})
-        entry["boxes"] += 1
-        entry["points"] += int(mask.sum())
-        entry["label_counts"] += counts
-        entry["expected_class"] = CLASS_NAMES[expected] if expected is not None else None
-        rows.append({"category": box["category"], "points": int(mask.sum()),
-                     "correct": int(counts[expected]) if expected is not None else None})
-    summary = {}
-    for cat, e in per_category.items():
-        dist = {CLASS_NAMES[c]: int(n) for c, n in enumerate(e["label_counts"]) if n}
-        exp = e["expected_class"]
-        summary[cat] = {"boxes": e["boxes"], "points": e["points"], "expected_class": exp,
-                        "fraction_expected": (round(dist.get(exp, 0) / e["points"], 4) if exp else None),
-                        "predicted_labels": dist}
-    scored = [r for r in rows if r["correct"] is not None]
-    total = sum(r["points"] for r in scored)
-    return {"points_in_volume": int(inside.sum()), "boxes_with_points": len(rows),
-            "scored_points": total,
-            "scored_points_correct_fraction": round(sum(r["correct"] for r in scored) / max(total, 1), 4),
-            "per_category": summary, "predicted_label_histogram_all_points":
-                {CLASS_NAMES[c]: int(n) for c, n in enumerate(np.bincount(labels, minlength=len(CLASS_NAMES)))},
-            "_frame": frame, "_points": pts, "_labels": labels}
+class BaselineMethod:
+    def __init__(self, baseline, voxel_labels: np.ndarray | None = None):
+        self.baseline, self.voxel_labels = baseline, voxel_labels
+
+    def __call__(self, frame: Frame, points: np.ndarray):
+        return self.baseline.predict(frame, points), self.voxel_labels
 
 
-def ablation(frames: list[Frame], checkpoints: dict[str, Path]) -> dict:
+def majority_voxels(frames: list[Frame], num_classes: int) -> np.ndarray:
+    """Per voxel, the majority of the training frames' dense labels (the lookup baseline's occupancy)."""
+    stack = np.stack([f.voxel_labels for f in frames]).reshape(len(frames), -1)
+    votes = np.zeros((num_classes, stack.shape[1]), np.int64)
+    for c in range(num_classes):
+        votes[c] = (stack == c).sum(0)
+    return votes.argmax(0).reshape(frames[0].voxel_labels.shape)
+
+
+def score(methods: dict, frames: list[Frame], frame_ids, cfg, log=print) -> dict:
     out = {}
-    for variant, path in checkpoints.items():
-        if not Path(path).exists():
-            out[variant] = {"missing_checkpoint": str(path)}
-            continue
-        model, info = load_checkpoint(path)
-        res = evaluate_split(model, frames)
-        images, ego2img = data.model_inputs(frames[0], model.cfg)
-        pts = torch.from_numpy(frames[0].points[:4096])[None]
-        out[variant] = {"miou_points": res["points"]["miou"], "miou_voxels": res["voxels"]["miou"],
-                        "geometry_iou": res["voxels"]["geometry_iou"],
-                        "representation_kib": representation_bytes(model) / 1024,
-                        "feature_dim": model.dim,
-                        "parameters": sum(p.numel() for p in model.parameters()),
-                        "peak_forward_mib": round(forward_peak_memory_mib(model.cfg, variant), 1),
-                        "latency_ms": round(torch_latency_ms(model, (images, ego2img, pts), repeats=3), 1),
-                        "train_iterations": info.get("iterations"), "train_seconds": info.get("seconds")}
+    for name, method in methods.items():
+        start = time.time()
+        pts_acc, vox_acc = IoUAccumulator(cfg.num_classes), IoUAccumulator(cfg.num_classes)
+        per_frame = []
+        for fid, frame in zip(frame_ids, frames):
+            keep = data.points_in_volume(frame.points, cfg) & (frame.point_labels > 0)
+            pt_pred, vox_pred = method(frame, frame.points[keep])
+            one = IoUAccumulator(cfg.num_classes)
+            one.update(pt_pred, frame.point_labels[keep])
+            pts_acc.update(pt_pred, frame.point_labels[keep])
+            row = {"frame": fid, "points_miou": round(one.miou(), 4),
+                   "vehicle_iou": _round(one.per_class_iou()[CLASS_NAMES.index("vehicle")])}
+            if vox_pred is not None:
+                vox_acc.update(vox_pred, frame.voxel_labels)
+                one_vox = IoUAccumulator(cfg.num_classes)
+                one_vox.update(vox_pred, frame.voxel_labels)
+                row["voxels_miou"] = round(one_vox.miou(), 4)
+            per_frame.append(row)
+        entry = {"points": iou_table(pts_acc), "per_frame": per_frame, "seconds": round(time.time() - start, 1)}
+        if vox_acc.confusion.sum():
+            entry["voxels"] = {**iou_table(vox_acc), "geometry_iou": round(vox_acc.geometry_iou(), 4)}
+        out[name] = entry
+        log(f"  {name:<24} points mIoU {entry['points']['miou']:.3f}"
+            + (f"  voxels mIoU {entry['voxels']['miou']:.3f} geo {entry['voxels']['geometry_iou']:.3f}"
+               if "voxels" in entry else "") + f"  ({entry['seconds']:.0f}s)", flush=True)
     return out
 
 
-def top_view(voxel_labels: np.ndarray) -> np.ndarray:
-    """(X, Y) class of the top-most occupied voxel of each column (0 where the column is empty)."""
-    occ = voxel_labels > 0
-    highest = occ.shape[2] - 1 - np.argmax(occ[..., ::-1], -1)
-    return np.where(occ.any(-1), np.take_along_axis(voxel_labels, highest[..., None], -1)[..., 0], 0)
+def _round(v):
+    return None if np.isnan(v) else round(float(v), 4)
 
 
-def plot_heldout_example(model, frame: Frame, path: Path) -> None:
-    """One held-out generated scene: cameras, ground-truth and predicted occupancy seen from above."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    vox_pred, _, _, _ = predict(model, frame, np.zeros((1, 3), np.float32))
-    cfg = model.cfg
-    extent = [cfg.y_range[1], cfg.y_range[0], cfg.x_range[0], cfg.x_range[1]]
-    fig = plt.figure(figsize=(15, 7))
-    for i, name in enumerate(frame.camera_names):
-        ax = fig.add_subplot(4, 6, i + 1)
-        ax.imshow(frame.images[i])
-        ax.set_title(name, fontsize=7)
-        ax.axis("off")
-    for k, (labels, title) in enumerate([(frame.voxel_labels, "ground truth"), (vox_pred, "prediction")]):
-        ax = fig.add_subplot(1, 2, k + 1, position=[0.08 + 0.45 * k, 0.05, 0.4, 0.6])
-        ax.imshow(CLASS_COLORS[top_view(labels)][::-1, ::-1], extent=extent, interpolation="nearest")
-        ax.set_title(f"{title} (top-most voxel class)", fontsize=9)
-    fig.savefig(path, dpi=80)
-    plt.close(fig)
-
-
-def plot_real_sample(check: dict, model, path: Path) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from matplotlib.patches import Polygon
-
-    frame = check["_frame"]
-    vox_pred, vox_prob, _, _ = predict(model, frame, np.zeros((1, 3), np.float32))
-    cfg = model.cfg
-    fig = plt.figure(figsize=(18, 10))
-    order = ["CAM_FRONT_LEFT", "CAM_FRONT", "CAM_FRONT_RIGHT", "CAM_BACK_LEFT", "CAM_BACK", "CAM_BACK_RIGHT"]
-    for i, name in enumerate(order):
-        ax = fig.add_subplot(4, 3, i + 1)
-        ax.imshow(frame.images[frame.camera_names.index(name)])
-        ax.set_title(name, fontsize=8)
-        ax.axis("off")
-    extent = [cfg.y_range[1], cfg.y_range[0], cfg.x_range[0], cfg.x_range[1]]  # x up, y left (BEV view)
-    # Top-down occupancy: the class of the highest non-empty voxel in each column.
-    ax = fig.add_subplot(2, 3, 4)
-    ax.imshow(CLASS_COLORS[top_view(vox_pred)][::-1, ::-1], extent=extent, interpolation="nearest")
-    ax.set_title("predicted occupancy (top-down, highest voxel class)", fontsize=9)
-    ax.set_xlabel("y [m] (left is +)")
-    ax.set_ylabel("x [m] (forward)")
-    ax = fig.add_subplot(2, 3, 5)
-    pts, lab = check["_points"], check["_labels"]
-    ax.scatter(pts[:, 1], pts[:, 0], c=CLASS_COLORS[lab], s=0.4)
-    for box in frame.boxes:
-        c, s = np.cos(box["yaw"]), np.sin(box["yaw"])
-        dx, dy = box["size"][0] / 2, box["size"][1] / 2
-        rotation_t = np.array([[c, s], [-s, c]])
-        corners = np.array([[dx, dy], [dx, -dy], [-dx, -dy], [-dx, dy]]) @ rotation_t + box["center"][:2]
-        ax.add_patch(Polygon(corners[:, ::-1], fill=False, ec="k", lw=0.6))
-    ax.set_xlim(cfg.y_range[1], cfg.y_range[0])
-    ax.set_ylim(*cfg.x_range)
-    ax.set_aspect("equal")
-    ax.set_title("real lidar points, predicted labels; black = annotated boxes", fontsize=9)
-    ax = fig.add_subplot(2, 3, 6)
-    for c in range(1, len(CLASS_NAMES)):
-        ax.bar(c, 0, color=CLASS_COLORS[c], label=CLASS_NAMES[c])
-    ax.legend(loc="center", fontsize=10)
-    ax.axis("off")
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=80)
-    plt.close(fig)
-
-
-def plot_tables(result: dict, out_dir: Path) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    names = list(CLASS_NAMES[1:])
-    fig, ax = plt.subplots(figsize=(9, 4))
-    x = np.arange(len(names))
-    for k, (key, label) in enumerate([("points", "lidar points"), ("voxels", "voxels")]):
-        vals = [result["heldout"][key]["per_class_iou"][n] or 0 for n in names]
-        ax.bar(x + (k - 0.5) * 0.4, vals, 0.4, label=f"{label} (mIoU {result['heldout'][key]['miou']:.3f})")
-    ax.set_xticks(x, names, rotation=30)
-    ax.set_ylabel("IoU")
-    ax.set_title("TPVFormer (CPU config) on held-out generated scenes")
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(out_dir / "per_class_iou.png", dpi=90)
-    plt.close(fig)
-    abl = {k: v for k, v in result["ablation"].items() if "miou_voxels" in v}
-    if abl:
-        fig, axes = plt.subplots(1, 3, figsize=(12, 3.5))
-        keys = list(abl)
-        for ax, (metric, label) in zip(axes, [("miou_voxels", "voxel mIoU"), ("peak_forward_mib", "peak forward MiB"),
-                                              ("latency_ms", "latency ms (1 thread)")]):
-            ax.bar(keys, [abl[k][metric] for k in keys], color=["tab:blue", "tab:orange", "tab:green"][:len(keys)])
-            ax.set_title(label)
-        fig.tight_layout()
-        fig.savefig(out_dir / "ablation.png", dpi=90)
-        plt.close(fig)
-
-
-def print_table(result: dict) -> None:
-    h = result["heldout"]
-    print(f"\nHeld-out generated scenes: {h['frames']} frames (seeds {data.VAL_SEEDS.start}..), model {result['checkpoint']}")
-    print(f"{'class':<12}{'IoU points':>12}{'IoU voxels':>12}")
-    for n in CLASS_NAMES[1:]:
-        p, v = h["points"]["per_class_iou"][n], h["voxels"]["per_class_iou"][n]
-        print(f"{n:<12}{'n/a' if p is None else f'{p:.3f}':>12}{'n/a' if v is None else f'{v:.3f}':>12}")
-    print(f"{'mIoU':<12}{h['points']['miou']:>12.3f}{h['voxels']['miou']:>12.3f}")
-    print(f"geometry (occupied vs empty) voxel IoU: {h['voxels']['geometry_iou']:.3f}")
-    print("\nAblation (same data, same short recipe):")
-    print(f"{'variant':<8}{'mIoU pts':>10}{'mIoU vox':>10}{'geo IoU':>9}{'repr KiB':>10}{'peak MiB':>10}{'ms':>9}{'params':>10}")
-    for k, v in result["ablation"].items():
-        if "miou_voxels" not in v:
-            print(f"{k:<8} missing checkpoint {v['missing_checkpoint']}")
-            continue
-        print(f"{k:<8}{v['miou_points']:>10.3f}{v['miou_voxels']:>10.3f}{v['geometry_iou']:>9.3f}"
-              f"{v['representation_kib']:>10.0f}{v['peak_forward_mib']:>10.1f}{v['latency_ms']:>9.1f}{v['parameters']:>10d}")
-    b = result["real_sample_boxes"]
-    print(f"\nReal nuScenes sample: {b['points_in_volume']} lidar points in the volume, {b['boxes_with_points']} boxes with points")
-    for cat, e in b["per_category"].items():
-        frac = "not modelled" if e["fraction_expected"] is None else f"{e['fraction_expected']:.3f} labelled {e['expected_class']}"
-        print(f"  {cat:<22} boxes {e['boxes']:>3} points {e['points']:>5}  {frac}  {e['predicted_labels']}")
-    print(f"  scored points labelled with their box's class: {b['scored_points_correct_fraction']:.3f} of {b['scored_points']}")
+def build_methods(args, cfg, train_frames) -> tuple[dict, dict]:
+    """Methods to score, and the checkpoints behind them: name -> (model, path, training info)."""
+    methods, models = {}, {}
+    camera, info = load_checkpoint(args.checkpoint)
+    models["camera"] = (camera, str(args.checkpoint), info)
+    methods["camera model"] = TorchMethod(camera)
+    methods["camera model, grey images"] = TorchMethod(camera, grey=True)
+    if args.blind_checkpoint and Path(args.blind_checkpoint).exists():
+        blind, binfo = load_checkpoint(args.blind_checkpoint)
+        models["blind"] = (blind, str(args.blind_checkpoint), binfo)
+        methods["image-blind network"] = TorchMethod(blind)
+    for extra in args.extra or []:
+        name, path = extra.split("=", 1)
+        model, einfo = load_checkpoint(path)
+        models[name] = (model, path, einfo)
+        methods[name] = TorchMethod(model)
+    methods["voxel lookup (train frames)"] = BaselineMethod(VoxelLookup(cfg).fit(train_frames),
+                                                           majority_voxels(train_frames, cfg.num_classes))
+    methods["height prior"] = BaselineMethod(HeightPrior(cfg).fit(train_frames))
+    if args.onnx and Path(args.onnx).is_file():
+        methods["camera model, ONNX Runtime"] = OnnxMethod(args.onnx, args.threads)
+    return methods, models
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Evaluate TPVFormer: held-out table, ablation, real sample.")
-    parser.add_argument("--checkpoint", type=Path, default=DEFAULT_CKPT)
-    parser.add_argument("--data-dir", type=Path, default=None, help="default: data/tpv/<image size>_<grid>")
-    parser.add_argument("--val-scenes", type=int, default=len(data.VAL_SEEDS))
-    parser.add_argument("--ablation-scenes", type=int, default=20)
-    parser.add_argument("--skip-ablation", action="store_true")
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if "--generated" in argv:
+        from . import evaluate_generated
+        argv.remove("--generated")
+        return evaluate_generated.main(argv)
+    parser = argparse.ArgumentParser(prog="fovea eval tpv", description=__doc__.splitlines()[0] +
+                                     " (--generated: the generated-scene evaluation and architecture ablation)")
+    parser.add_argument("--checkpoint", type=Path, default=DEFAULT_CKPT, help="the camera model")
+    parser.add_argument("--blind-checkpoint", type=Path, default=DEFAULT_BLIND, help="the image-blind network")
+    parser.add_argument("--extra", nargs="*", metavar="NAME=CKPT", help="more checkpoints to score (ablation rows)")
+    parser.add_argument("--onnx", default=str(DEFAULT_ONNX), help="also score this export, as the node runs it (\"\": skip)")
+    parser.add_argument("--data-root", type=Path, default=None, help="PandaSet sequence (default: shared data)")
+    parser.add_argument("--val-frames", type=int, nargs="*", default=list(real_data.VAL_FRAMES))
+    parser.add_argument("--train-frames", type=int, nargs="*", default=list(real_data.TRAIN_FRAMES),
+                        help="frames the lookup and height-prior baselines are fitted on")
+    parser.add_argument("--cache-dir", type=Path, default=None, help="preprocessed frames (default data/tpv/...)")
+    parser.add_argument("--skip-box-check", action="store_true")
     parser.add_argument("--out-dir", type=Path, default=Path("models/tpv/eval"))
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    model, info = load_checkpoint(args.checkpoint)
-    paths = data.generate((args.data_dir or data.cache_dir(model.cfg)) / "val", list(data.VAL_SEEDS)[:args.val_scenes],
-                          model.cfg)
-    frames = [Frame.load(p) for p in paths]
-    print(f"evaluating {args.checkpoint} on {len(frames)} held-out scenes", flush=True)
-    result = {"checkpoint": str(args.checkpoint), "train_info": info, "heldout": evaluate_split(model, frames)}
-    print("held-out done", flush=True)
-    result["ablation"] = {} if args.skip_ablation else ablation(frames[:args.ablation_scenes], ABLATION)
-    check = box_check(model)
+    cfg = load_checkpoint(args.checkpoint)[0].cfg
+    print(f"PandaSet 002: training frames {args.train_frames[0]}-{args.train_frames[-1]} (for the "
+          f"baselines), validation frames {args.val_frames}", flush=True)
+    train_frames = real_data.load_frames(cfg, args.train_frames, args.data_root, cache_root=args.cache_dir)
+    val_frames = real_data.load_frames(cfg, args.val_frames, args.data_root, cache_root=args.cache_dir)
+    methods, models = build_methods(args, cfg, train_frames)
+    camera = models["camera"][0]
+    print(f"scoring {len(methods)} methods on {len(val_frames)} frames", flush=True)
+    result = {"data": {"sequence": "PandaSet 002 (CC BY 4.0, Hesai and Scale AI)", "validation_frames": args.val_frames,
+                       "training_frames": list(args.train_frames), "gap_frames": list(real_data.GAP_FRAMES),
+                       "points": "labelled Pandar64 returns inside the grid; IGNORE classes excluded",
+                       "voxels": "dense labels accumulated from the validation sweeps (dense_labels.py)"},
+              "checkpoints": {k: {"path": path, "info": info} for k, (_, path, info) in models.items()},
+              "methods": score(methods, val_frames, args.val_frames, cfg)}
     args.out_dir.mkdir(parents=True, exist_ok=True)
-    plot_real_sample(check, model, args.out_dir / "real_sample_prediction.png")
-    plot_heldout_example(model, frames[0], args.out_dir / "heldout_example.png")
-    result["real_sample_boxes"] = {k: v for k, v in check.items() if not k.startswith("_")}
-    result["ablation_scenes"] = min(args.ablation_scenes, len(frames))
-    plot_tables(result, args.out_dir)
+    if not args.skip_box_check:
+        check = box_check(camera)
+        result["nuscenes_box_check"] = {k: v for k, v in check.items() if not k.startswith("_")}
+        plot_real_sample(check, camera, args.out_dir / "nuscenes_box_check.png")
+        if "blind" in models:
+            result["nuscenes_box_check_image_blind"] = {k: v for k, v in box_check(models["blind"][0]).items()
+                                                        if not k.startswith("_")}
+    from . import plots
+    plots.per_class_bars(result, args.out_dir / "pandaset_per_class_iou.png")
+    plots.per_frame_lines(result, args.out_dir / "pandaset_per_frame.png")
+    from .pandaset import PandaSetSequence
+    shown = args.val_frames[-1]  # the validation frame farthest from training, at the cameras' own resolution
+    blind = models.get("blind", (None,))[0]
+    plots.real_frame_picture(camera, blind, PandaSetSequence(args.data_root).load_frame(shown),
+                             args.out_dir / f"pandaset_frame_{shown:02d}.png",
+                             title=f"PandaSet 002 frame {shown:02d} (validation, the farthest from training); "
+                                   "data CC BY 4.0 Hesai and Scale AI")
     (args.out_dir / "eval.json").write_text(json.dumps(result, indent=2, default=float))
     print_table(result)
     print(f"\nwrote {args.out_dir}/eval.json and plots")
     return 0
 
 
+def print_table(result: dict) -> None:
+    methods = result["methods"]
+    names = list(methods)
+    print(f"\nPandaSet 002, validation frames {result['data']['validation_frames']}: point IoU per class")
+    print(f"{'class':<12}" + "".join(f"{n[:22]:>24}" for n in names))
+    for c in CLASS_NAMES[1:]:
+        vals = [methods[n]["points"]["per_class_iou"][c] for n in names]
+        print(f"{c:<12}" + "".join(f"{'n/a' if v is None else f'{v:.3f}':>24}" for v in vals))
+    print(f"{'mIoU points':<12}" + "".join(f"{methods[n]['points']['miou']:>24.3f}" for n in names))
+    print(f"{'mIoU voxels':<12}" + "".join(f"{methods[n]['voxels']['miou']:>24.3f}" if "voxels" in methods[n]
+                                           else f"{'-':>24}" for n in names))
+    print(f"{'geo IoU':<12}" + "".join(f"{methods[n]['voxels']['geometry_iou']:>24.3f}" if "voxels" in methods[n]
+                                       else f"{'-':>24}" for n in names))
+    print("\nper frame, point mIoU:")
+    for n in names:
+        print(f"  {n[:26]:<28}" + " ".join(f"{r['points_miou']:.2f}" for r in methods[n]["per_frame"]))
+    b = result.get("nuscenes_box_check")
+    if b:
+        print(f"\nnuScenes frame: {b['scored_points']} points in vehicle/pedestrian boxes, "
+              f"{b['scored_points_correct_fraction']:.3f} get their box's class (camera model)")
+
+
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    sys.exit(main())

@@ -1,5 +1,8 @@
 """Export a trained checkpoint to ONNX (standard ops, GridSample) with its config in the metadata.
 
+The graph takes any number of cameras (dynamic axis 1 of ``images`` and ``ego2img``) and any number of query
+points: the rig is an input, not part of the model. The export sample uses the PandaSet-free nuScenes rig.
+
     python -m fovea_core.tpv.export --checkpoint models/tpv/tpv_cpu.pt --out models/tpv/tpv_cpu.onnx
 """
 from __future__ import annotations
@@ -16,7 +19,7 @@ from .projection import ego_to_image
 from .train import load_checkpoint
 
 
-def export(model, out: Path, num_cameras: int = 6) -> dict:
+def export(model, out: Path, num_cameras: int = 6, dynamic_cameras: bool = True) -> dict:
     import onnx
 
     from fovea_core.backends import export_onnx
@@ -29,7 +32,9 @@ def export(model, out: Path, num_cameras: int = 6) -> dict:
     ego2img = torch.from_numpy(ego_to_image(K[:num_cameras], cam2ego[:num_cameras])).float()[None]
     points = torch.rand(1, 256, 3) * 20 - 10
     report = export_onnx(model, dict(zip(INPUT_NAMES, (images, ego2img, points))), out, output_names=OUTPUT_NAMES,
-                         dynamic_axes={"points": {1: "num_points"}, "point_logits": {1: "num_points"}}, opset=17)
+                         dynamic_axes={"points": {1: "num_points"}, "point_logits": {1: "num_points"},
+                                       **({"images": {1: "num_cameras"}, "ego2img": {1: "num_cameras"}}
+                                          if dynamic_cameras else {})}, opset=17)
     proto = onnx.load(str(out))
     entry = proto.metadata_props.add()
     entry.key, entry.value = ONNX_CONFIG_KEY, cfg.to_json()

@@ -44,8 +44,9 @@ def onnx_config(onnx_path: str | Path, parameter: str | None = None) -> tuple[TP
     if ONNX_CONFIG_KEY not in meta:
         raise ModelFileError(onnx_path, f"has no '{ONNX_CONFIG_KEY}' metadata (export it with fovea_core.tpv.export)",
                              parameter)
-    cams = model.graph.input[0].type.tensor_type.shape.dim[1].dim_value
-    return TPVConfig.from_dict(json.loads(meta[ONNX_CONFIG_KEY])), int(cams)
+    cams = model.graph.input[0].type.tensor_type.shape.dim[1]
+    return TPVConfig.from_dict(json.loads(meta[ONNX_CONFIG_KEY])), (int(cams.dim_value) if cams.HasField("dim_value")
+                                                                     else None)
 
 
 class TPVInference:

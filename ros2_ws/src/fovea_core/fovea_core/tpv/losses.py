@@ -43,8 +43,8 @@ def class_weights(frequencies: torch.Tensor) -> torch.Tensor:
 
 def tpv_loss(voxel_logits, voxel_labels, point_logits, point_labels, voxel_weights=None, lovasz_weight=1.0):
     """voxel_logits (B, C, X, Y, Z), voxel_labels (B, X, Y, Z); point_logits (B, P, C), point_labels (B, P)
-    (-1 = no label). Returns (total, parts dict)."""
-    ce = F.cross_entropy(voxel_logits, voxel_labels, weight=voxel_weights)
+    (-1 = no label / IGNORE, in both). Returns (total, parts dict)."""
+    ce = F.cross_entropy(voxel_logits, voxel_labels, weight=voxel_weights, ignore_index=-1)
     valid = point_labels.reshape(-1) >= 0
     logits = point_logits.reshape(-1, point_logits.shape[-1])[valid]
     lov = lovasz_softmax(logits.softmax(-1), point_labels.reshape(-1)[valid])

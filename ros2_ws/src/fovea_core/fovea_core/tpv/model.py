@@ -14,7 +14,7 @@ from .attention import HybridAttention, ImageCrossAttention
 from .config import TPVConfig
 from .planes import (TPV_AXES, MapQueries, MapSpec, point_features, queries_to_maps, upsample_maps,
                      voxel_features)
-from .projection import metric_to_unit, pillar_reference_points
+from .projection import metric_to_unit, pillar_reference_points, pixels_to_grid, project_points
 
 
 # ---------------------------------------------------------------- backbone (plain torch ResNet) + FPN
@@ -56,6 +56,7 @@ class Bottleneck(nn.Module):
 
 BACKBONES = {  # block, blocks per stage, stage widths, stem width
     "tiny": (BasicBlock, (1, 1, 1, 1), (16, 32, 64, 96), 16),
+    "small": (BasicBlock, (2, 2, 2, 2), (32, 64, 128, 192), 32),  # 2x the widths, 2 blocks per stage
     "resnet50": (Bottleneck, (3, 4, 6, 3), (64, 128, 256, 512), 64),
     "resnet101": (Bottleneck, (3, 4, 23, 3), (64, 128, 256, 512), 64),
 }
@@ -67,7 +68,7 @@ class ResNet(nn.Module):
     def __init__(self, name: str):
         super().__init__()
         block, depths, widths, stem = BACKBONES[name]
-        tiny = name == "tiny"
+        tiny = name in ("tiny", "small")  # the CPU backbones: stride-2 stem, no max-pool
         self.stem = nn.Sequential(nn.Conv2d(3, stem, 3 if tiny else 7, 2, 1 if tiny else 3, bias=False),
                                   nn.BatchNorm2d(stem), nn.ReLU(inplace=True),
                                   nn.Identity() if tiny else nn.MaxPool2d(3, 2, 1))
@@ -170,8 +171,8 @@ class TPVFormer(nn.Module):
         self.specs = map_specs(cfg, variant)
         dim = variant_dim(cfg, variant)
         self.dim = dim
-        self.backbone = ResNet(cfg.backbone)
-        self.fpn = FPN(self.backbone.channels, dim, cfg.fpn_levels)
+        self.backbone = ResNet(cfg.backbone) if cfg.use_images else None
+        self.fpn = FPN(self.backbone.channels, dim, cfg.fpn_levels) if cfg.use_images else None
         self.queries = MapQueries(self.specs, dim)
         ranges = (cfg.x_range, cfg.y_range, cfg.z_range)
         self.ranges = ranges
@@ -180,13 +181,15 @@ class TPVFormer(nn.Module):
             self.register_buffer(f"image_refs_{i}", refs, persistent=False)
             self.register_buffer(f"hybrid_refs_{i}", metric_to_unit(self._pillar(s, cfg.hybrid_points), ranges),
                                  persistent=False)
-        self.blocks = nn.ModuleList([TPVBlock(cfg, self.specs, True, dim) for _ in range(cfg.num_hcab)] +
+        self.blocks = nn.ModuleList([TPVBlock(cfg, self.specs, cfg.use_images, dim) for _ in range(cfg.num_hcab)] +
                                     [TPVBlock(cfg, self.specs, False, dim) for _ in range(cfg.num_hab)])
         # BEV-only needs to tell heights apart when decoding: a learned embedding per z cell.
         self.height_embed = nn.Parameter(torch.zeros(1, dim, cfg.plane_z)) if variant == "bev" else None
         self.decoder = nn.Sequential(nn.Linear(dim, cfg.decoder_hidden), nn.Softplus(),
                                      nn.Linear(cfg.decoder_hidden, cfg.decoder_hidden))
         self.classifier = nn.Linear(cfg.decoder_hidden, cfg.num_classes)
+        self.point_image_proj = nn.Linear(dim, dim) if cfg.use_images and cfg.point_image_features else None
+        self.aux_head = nn.Linear(dim, cfg.num_classes) if cfg.use_images and cfg.aux_2d_weight > 0 else None
 
     def _pillar(self, spec: MapSpec, n: int) -> torch.Tensor:
         if len(spec.axes) == 2:
@@ -196,12 +199,20 @@ class TPVFormer(nn.Module):
         g = torch.stack(torch.meshgrid(*axes, indexing="ij"), -1).reshape(-1, 1, 3)
         return g.expand(-1, n, -1).contiguous()
 
-    def encode(self, images: torch.Tensor, ego2img: torch.Tensor):
-        """Image features -> refined maps (list of (B, C, *shape)) plus their specs (with a height map for BEV)."""
+    def image_features(self, images: torch.Tensor) -> list[torch.Tensor] | None:
+        """FPN levels, each (B, N, C, h, w); None for the image-blind model."""
+        if self.backbone is None:
+            return None
         B, N = images.shape[:2]
-        image_size = (images.shape[-1], images.shape[-2])
         feats = self.fpn(self.backbone(images.flatten(0, 1)))
-        feats = [f.view(B, N, *f.shape[1:]) for f in feats]
+        return [f.view(B, N, *f.shape[1:]) for f in feats]
+
+    def encode(self, images: torch.Tensor, ego2img: torch.Tensor, feats: list[torch.Tensor] | None = None):
+        """Image features -> refined maps (list of (B, C, *shape)) plus their specs (with a height map for BEV)."""
+        B = images.shape[0]
+        image_size = (images.shape[-1], images.shape[-2])
+        if feats is None:
+            feats = self.image_features(images)
         queries, positions = self.queries(B)
         image_refs = [getattr(self, f"image_refs_{i}") for i in range(len(self.specs))]
         hybrid_refs = [getattr(self, f"hybrid_refs_{i}") for i in range(len(self.specs))]
@@ -216,12 +227,46 @@ class TPVFormer(nn.Module):
     def decode(self, features: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.decoder(features))
 
+    def sample_at_points(self, feature: torch.Tensor, ego2img: torch.Tensor, points: torch.Tensor,
+                         image_size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Image features (B, N, C, h, w) bilinearly sampled at each point's projection: (B, N, P, C) and the
+        visibility (B, N, P) (in front of the camera and inside its image)."""
+        out, vis = [], []
+        for b in range(feature.shape[0]):
+            pixels, _, visible = project_points(points[b], ego2img[b], image_size)           # (N, P, 2), (N, P)
+            grid = pixels_to_grid(pixels, image_size).unsqueeze(1)                            # (N, 1, P, 2)
+            sampled = F.grid_sample(feature[b], grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+            out.append(sampled[:, :, 0].transpose(1, 2))                                      # (N, P, C)
+            vis.append(visible)
+        return torch.stack(out), torch.stack(vis)
+
+    def _point_logits(self, maps, specs, feats, ego2img, points, image_size):
+        features = point_features(maps, specs, metric_to_unit(points, self.ranges))          # (B, P, C)
+        if self.point_image_proj is not None:
+            sampled, visible = self.sample_at_points(feats[0], ego2img, points, image_size)
+            w = visible.to(sampled.dtype).unsqueeze(-1)
+            mean = (sampled * w).sum(1) / w.sum(1).clamp(min=1.0)
+            features = features + self.point_image_proj(mean)
+        return self.decode(features)
+
     def forward(self, images: torch.Tensor, ego2img: torch.Tensor, points: torch.Tensor):
-        maps, specs = self.encode(images, ego2img)
+        logits = self.forward_train(images, ego2img, points)
+        return logits[0], logits[1]
+
+    def forward_train(self, images: torch.Tensor, ego2img: torch.Tensor, points: torch.Tensor,
+                      aux_points: torch.Tensor | None = None):
+        """forward() plus, with ``aux_points`` and an auxiliary head, the 2D logits (B, N, P', classes) of the
+        image features at those points' projections and their visibility (B, N, P')."""
+        image_size = (images.shape[-1], images.shape[-2])
+        feats = self.image_features(images)
+        maps, specs = self.encode(images, ego2img, feats)
         vox = voxel_features(maps, specs, self.cfg.voxel_shape)                        # (B, C, X, Y, Z)
         voxel_logits = self.decode(vox.permute(0, 2, 3, 4, 1)).permute(0, 4, 1, 2, 3)
-        point_logits = self.decode(point_features(maps, specs, metric_to_unit(points, self.ranges)))
-        return voxel_logits, point_logits
+        point_logits = self._point_logits(maps, specs, feats, ego2img, points, image_size)
+        if aux_points is None or self.aux_head is None:
+            return voxel_logits, point_logits, None, None
+        sampled, visible = self.sample_at_points(feats[0], ego2img, aux_points, image_size)
+        return voxel_logits, point_logits, self.aux_head(sampled), visible
 
 
 def build_model(cfg: TPVConfig, variant: str = "tpv") -> TPVFormer:

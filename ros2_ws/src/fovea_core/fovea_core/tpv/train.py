@@ -1,8 +1,15 @@
-"""``fovea train tpv``: train TPVFormer (or an ablation variant) on cached generated scenes.
+"""``fovea train tpv``: TPVFormer on generated scenes (pretraining) or real PandaSet frames, on the shared
+training runner (``fovea_core.training``: torchrun DDP, AMP on GPU, resume, TensorBoard, progress).
 
-Renders missing scenes first (cached under --data-dir), then trains with AdamW + one-cycle LR, single
-thread by default, printing progress. The checkpoint is a plain dict (state dict + config JSON + variant +
-training log) loadable with ``torch.load(..., weights_only=True)``.
+    fovea train tpv --data generated --minutes 30 --out runs/tpv/pretrain.pt             # generated, random rigs
+    fovea train tpv --data pandaset --init runs/tpv/pretrain.pt --minutes 30            # fine-tune on frames 00-43
+    fovea train tpv --data pandaset --no-images --augment none --out models/tpv/tpv_image_blind.pt
+    python -m torch.distributed.run --nproc_per_node 2 -m fovea_core.tpv.train --config tiny --iterations 4 ...
+
+Real training uses frames 00-43 of the PandaSet sequence (``real_data.TRAIN_FRAMES``; 44-45 are a gap, 46-55
+validation). Lidar labels supervise points (Lovász-softmax + cross-entropy), the accumulated dense labels
+supervise voxels (class-weighted cross-entropy); IGNORE labels count in neither. The checkpoint is a plain dict
+(state dict + config JSON + variant + training summary) for ``torch.load(..., weights_only=True)``.
 """
 from __future__ import annotations
 
@@ -10,12 +17,16 @@ import argparse
 import json
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
-from . import data
+from fovea_core.training import ProgressLR, RunContext, TaskError, TrainTask, cosine_factor, train_main
+
+from . import augment, data, real_data
 from .config import CONFIGS, TPVConfig
 from .frame import Frame
 from .losses import class_weights, tpv_loss
@@ -57,65 +68,157 @@ def load_checkpoint(path: str | Path, parameter: str | None = None) -> tuple[TPV
     return model, json.loads(blob.get("info", "{}"))
 
 
-def train(cfg: TPVConfig, variant: str, frames: list[Path], iterations: int, out: Path, points: int = 2048,
-          snapshots: tuple[int, ...] = (), log=print) -> TPVFormer:
-    torch.manual_seed(cfg.seed)
-    rng = np.random.default_rng(cfg.seed)
-    model = build_model(cfg, variant)
-    model.train()
-    cache = [Frame.load(p) for p in frames]
-    freq = torch.from_numpy(np.bincount(np.concatenate([f.voxel_labels.ravel() for f in cache]),
-                                        minlength=cfg.num_classes))
-    weights = class_weights(freq)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=iterations,
-                                                pct_start=max(0.1, 3.0 / iterations))
-    start, history = time.time(), []
-    for it in range(1, iterations + 1):
-        frame = cache[int(rng.integers(len(cache)))]
+def load_matching_weights(model: TPVFormer, path: str | Path) -> tuple[int, list[str]]:
+    """Initialise ``model`` from a checkpoint where names and shapes agree (pretrained -> fine-tuned model
+    with an extra head or without a backbone). Returns (tensors loaded, names left at their initial values)."""
+    state = torch.load(path, map_location="cpu", weights_only=True)["model"]
+    own = model.state_dict()
+    matched = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+    model.load_state_dict(matched, strict=False)
+    return len(matched), sorted(set(own) - set(matched))
+
+
+# ---------------------------------------------------------------- command line
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", default="cpu", choices=sorted(CONFIGS))
+    parser.add_argument("--variant", default="tpv", choices=["tpv", "bev", "voxel"])
+    parser.add_argument("--data", default="pandaset", choices=["pandaset", "generated"],
+                        help="real PandaSet frames 00-43 or generated scenes")
+    parser.add_argument("--data-root", type=Path, default=None,
+                        help="PandaSet sequence folder (default: shared/data/tpv/pandaset_002 beside the checkout)")
+    parser.add_argument("--data-dir", type=Path, default=None,
+                        help="cache of generated scenes / preprocessed PandaSet frames (default data/tpv/...)")
+    parser.add_argument("--train-frames", type=int, nargs="*", default=None,
+                        help=f"PandaSet frames to train on (default {real_data.TRAIN_FRAMES[0]}-"
+                             f"{real_data.TRAIN_FRAMES[-1]}; only training-split frames are accepted)")
+    parser.add_argument("--train-scenes", type=int, default=len(data.TRAIN_SEEDS))
+    parser.add_argument("--rig", choices=data.RIGS, default="random", help="rigs of the generated scenes")
+    parser.add_argument("--init", type=Path, default=None, help="initial weights (e.g. the generated-scene model)")
+    parser.add_argument("--no-images", action="store_true", help="the image-blind baseline (no backbone)")
+    parser.add_argument("--image-size", type=int, nargs=2, metavar=("W", "H"), default=None)
+    parser.add_argument("--backbone", default=None, choices=["tiny", "small", "resnet50", "resnet101"])
+    parser.add_argument("--point-image-features", action="store_true")
+    parser.add_argument("--aux-2d-weight", type=float, default=None)
+    parser.add_argument("--augment", default=None, choices=["none", "symmetry"],
+                        help="grid symmetries of the scene (default: symmetry on PandaSet, none on generated)")
+    parser.add_argument("--photometric", type=float, default=0.0, help="colour jitter strength (0 = off)")
+    parser.add_argument("--drop-cameras", type=float, default=0.0, help="probability of dropping some cameras")
+    parser.add_argument("--points", type=int, default=2048, help="lidar points per step for the point loss")
+    parser.add_argument("--lr", type=float, default=None)
+
+
+def model_config(args: argparse.Namespace) -> TPVConfig:
+    cfg = CONFIGS[args.config]()
+    changes = {}
+    if args.image_size:
+        changes.update(image_width=args.image_size[0], image_height=args.image_size[1])
+    if args.backbone:
+        changes["backbone"] = args.backbone
+    if args.no_images:
+        changes["use_images"] = False
+    if args.point_image_features:
+        changes["point_image_features"] = True
+    if args.aux_2d_weight is not None:
+        changes["aux_2d_weight"] = args.aux_2d_weight
+    if args.lr is not None:
+        changes["lr"] = args.lr
+    return replace(cfg, **changes)
+
+
+def load_training_frames(args: argparse.Namespace, cfg: TPVConfig, ctx: RunContext) -> list[Frame]:
+    with ctx.main_first():  # rank 0 renders / caches, the others read the cache
+        if args.data == "generated":
+            data_dir = args.data_dir or data.cache_dir(cfg, rig=args.rig)
+            paths = data.generate(data_dir / "train", list(data.TRAIN_SEEDS)[:args.train_scenes], cfg,
+                                  log=lambda *a, **k: ctx.log(" ".join(map(str, a))), rig=args.rig)
+            return [Frame.load(p) for p in paths]
+        frames = args.train_frames if args.train_frames else list(real_data.TRAIN_FRAMES)
+        leaking = sorted(set(frames) - set(real_data.TRAIN_FRAMES))
+        if leaking:
+            raise TaskError(f"--train-frames {leaking}: not in the training split {real_data.TRAIN_FRAMES[0]}-"
+                            f"{real_data.TRAIN_FRAMES[-1]} (validation frames and their neighbours stay out)")
+        return real_data.load_frames(cfg, frames, args.data_root, cache_root=args.data_dir,
+                                     log=lambda *a, **k: ctx.log(" ".join(map(str, a))))
+
+
+def build_task(args: argparse.Namespace, ctx: RunContext) -> TrainTask:
+    started = time.time()
+    cfg = model_config(args)
+    frames = load_training_frames(args, cfg, ctx)
+    if not frames:
+        raise TaskError("no training frames (check --data-root / --train-scenes)")
+    symmetry = (args.augment or ("symmetry" if args.data == "pandaset" else "none")) == "symmetry"
+    if symmetry and not augment.grid_is_symmetric(cfg):
+        raise TaskError("--augment symmetry needs a square grid centred on base_link (use --augment none)")
+    labels = np.concatenate([f.voxel_labels.ravel() for f in frames])
+    weights = class_weights(torch.from_numpy(np.bincount(labels[labels >= 0], minlength=cfg.num_classes)))
+    model = build_model(cfg, args.variant)
+    init_note = None
+    if args.init:
+        loaded, fresh = load_matching_weights(model, args.init)
+        init_note = {"from": str(args.init), "tensors_loaded": loaded, "left_initial": fresh}
+        ctx.log(f"[tpv] initialised {loaded} tensors from {args.init}; new: {fresh or 'none'}")
+    ctx.log(f"[tpv] {len(frames)} {args.data} frames; grid symmetries {'on' if symmetry else 'off'}; "
+            f"images {'off' if not cfg.use_images else f'{cfg.image_width}x{cfg.image_height}'}")
+
+    def batches(rng: np.random.Generator):
+        frame = frames[int(rng.integers(len(frames)))]
+        if symmetry:
+            frame = augment.grid_symmetry(frame, cfg, rng)
+        if args.drop_cameras:
+            frame = augment.drop_cameras(frame, rng, probability=args.drop_cameras)
+        if args.photometric:
+            frame = augment.photometric(frame, rng, args.photometric)
         images, ego2img = data.model_inputs(frame, cfg)
-        pts, labels = training_points(frame, cfg, points, rng)
-        voxel_logits, point_logits = model(images, ego2img, pts)
-        loss, parts = tpv_loss(voxel_logits, torch.from_numpy(frame.voxel_labels)[None], point_logits, labels,
-                               weights, cfg.lovasz_weight)
-        opt.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
-        opt.step()
-        sched.step()
-        history.append(float(loss.detach()))
-        if it % 20 == 0 or it == iterations:
-            log(f"[{variant}] iter {it}/{iterations} loss {np.mean(history[-20:]):.3f} "
-                + " ".join(f"{k} {v:.3f}" for k, v in parts.items()) + f" {time.time() - start:.0f}s", flush=True)
-        if it in snapshots:
-            save_checkpoint(model, out.with_name(f"{out.stem}_it{it}{out.suffix}"),
-                            {"iterations": it, "seconds": time.time() - start, "frames": len(cache)})
-    model.eval()
-    save_checkpoint(model, out, {"iterations": iterations, "seconds": round(time.time() - start, 1),
-                                 "frames": len(cache), "points_per_step": points,
-                                 "final_loss": float(np.mean(history[-50:]))})
-    return model
+        pts, lab = training_points(frame, cfg, args.points, rng)
+        return {"images": images, "ego2img": ego2img, "points": pts, "point_labels": lab,
+                "voxel_labels": torch.from_numpy(frame.voxel_labels)[None]}
+
+    def loss(model: TPVFormer, batch):
+        aux = batch["points"] if cfg.aux_2d_weight > 0 and cfg.use_images else None
+        voxel_logits, point_logits, aux_logits, visible = model.forward_train(
+            batch["images"], batch["ego2img"], batch["points"], aux)
+        total, parts = tpv_loss(voxel_logits, batch["voxel_labels"], point_logits, batch["point_labels"],
+                                weights.to(voxel_logits.device), cfg.lovasz_weight)
+        if aux_logits is not None:
+            target = batch["point_labels"][:, None].expand(-1, visible.shape[1], -1)
+            mask = visible & (target >= 0)
+            aux_ce = F.cross_entropy(aux_logits[mask], target[mask]) if mask.any() else aux_logits.sum() * 0.0
+            total = total + cfg.aux_2d_weight * aux_ce
+            parts["aux_2d_ce"] = float(aux_ce.detach())
+        return total, parts
+
+    def save(trained: torch.nn.Module, out: Path, summary: dict) -> None:
+        trained = trained.cpu().eval()
+        info = {"data": args.data, "frames": len(frames), "iterations": summary["steps"],
+                "seconds": summary["train_seconds"], "points_per_step": args.points,
+                "augment": {"grid_symmetry": symmetry, "photometric": args.photometric,
+                            "drop_cameras": args.drop_cameras},
+                "init": init_note, "final_loss": round(summary["recent_means"].get("loss", float("nan")), 4),
+                "recent_means": {k: round(v, 4) for k, v in summary["recent_means"].items()},
+                "total_seconds": round(time.time() - started, 1),
+                **{k: summary[k] for k in ("machine", "torch", "threads", "world_size", "device", "precision")}}
+        save_checkpoint(trained, Path(out), info)
+
+    return TrainTask(
+        model=model, loss=loss, batches=batches, save=save,
+        optimizer=lambda m: torch.optim.AdamW(m.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay),
+        schedule=lambda opt, budget: ProgressLR(opt, warmup_cosine(0.05)),
+        clip_grad_norm=5.0,
+        config={"model": cfg.to_dict(), "variant": args.variant, "data": args.data, "symmetry": symmetry,
+                "photometric": args.photometric, "drop_cameras": args.drop_cameras, "points": args.points,
+                "init": str(args.init) if args.init else None})
+
+
+def warmup_cosine(warmup: float, final: float = 0.02):
+    """Linear warm-up over the first ``warmup`` of the budget, then cosine decay to ``final`` x lr."""
+    cosine = cosine_factor(final)
+    return lambda p: max(p / warmup, 0.02) if p < warmup else cosine((p - warmup) / (1 - warmup))
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Train TPVFormer on generated surround-view scenes.")
-    parser.add_argument("--config", default="cpu", choices=sorted(CONFIGS))
-    parser.add_argument("--variant", default="tpv", choices=["tpv", "bev", "voxel"])
-    parser.add_argument("--data-dir", type=Path, default=None, help="default: data/tpv/<image size>_<grid>")
-    parser.add_argument("--train-scenes", type=int, default=len(data.TRAIN_SEEDS))
-    parser.add_argument("--iterations", type=int, default=1200)
-    parser.add_argument("--points", type=int, default=2048, help="lidar points per step for the point loss")
-    parser.add_argument("--snapshots", type=int, nargs="*", default=[])
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
-    args = parser.parse_args(argv)
-    torch.set_num_threads(args.threads)
-    cfg = CONFIGS[args.config]()
-    data_dir = args.data_dir or data.cache_dir(cfg)
-    frames = data.generate(data_dir / "train", list(data.TRAIN_SEEDS)[:args.train_scenes], cfg)
-    train(cfg, args.variant, frames, args.iterations, args.out, args.points, tuple(args.snapshots))
-    print(f"saved {args.out}")
-    return 0
+    return train_main(argv, build_task, name="tpv", description="Train TPVFormer (generated scenes or PandaSet)",
+                      out=str(DEFAULT_OUT), add_arguments=add_arguments, minutes=30.0)
 
 
 if __name__ == "__main__":

@@ -118,7 +118,7 @@ class MetricTable:
         return float(np.mean(per)) if per else None
 
     def waypoints(self, method: str) -> list[float]:
-        return sorted({w for (m, w, _, _) in self.values if m == method})
+        return sorted({w for (m, w, _, _) in [*self.values, *self.skipped] if m == method})
 
     def count(self, method: str, cls: str, name: str, waypoint: float) -> tuple[int, int]:
         key = (method, waypoint, cls, name)

@@ -1,0 +1,124 @@
+"""The model: shapes, the decoder's ONNX against PyTorch (any number of queries), queries independent of
+each other (all in parallel), a simulated scene, and a short training + evaluation run on the runner."""
+import numpy as np
+import pytest
+import torch
+
+from fovea_core.occflow.config import tiny_config
+from fovea_core.occflow.model import DenseGrid, ImplicitO, dense_times
+
+CFG = tiny_config()
+
+
+def inputs(seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return (torch.rand(1, CFG.lidar_channels, CFG.ny, CFG.nx, generator=g),
+            torch.rand(1, 7, CFG.ny, CFG.nx, generator=g))
+
+
+def queries(n, seed=1):
+    g = torch.Generator().manual_seed(seed)
+    lo, hi = torch.tensor([-8.0, -8.0, 0.0]), torch.tensor([8.0, 8.0, CFG.horizon])
+    return lo + torch.rand(1, n, 3, generator=g) * (hi - lo)
+
+
+def test_shapes_and_query_independence():
+    torch.manual_seed(0)
+    model = ImplicitO(CFG).eval()
+    lidar, map_raster = inputs()
+    q = queries(50)
+    with torch.no_grad():
+        occ, flow = model(lidar, map_raster, q)
+        occ_part, _ = model(lidar, map_raster, q[:, 10:20])
+    assert occ.shape == (1, 50, 3) and flow.shape == (1, 50, 3, 2)
+    assert torch.allclose(occ[:, 10:20], occ_part, atol=1e-5)
+    dense_occ, dense_flow = DenseGrid(CFG).eval()(lidar, map_raster)
+    assert dense_occ.shape == (1, len(dense_times(CFG)), 3, CFG.ny, CFG.nx)
+    assert dense_flow.shape == (1, len(dense_times(CFG)), 3, 2, CFG.ny, CFG.nx)
+
+
+def test_a_query_sees_features_far_from_itself_through_its_offsets():
+    """Deformable sampling gives a query a receptive field beyond its own cell: with offsets fixed at
+    (+6 m, +6 m), a query at (-6, -6) reads the features around (0, 0) and nothing changes its own cell."""
+    torch.manual_seed(0)
+    model = ImplicitO(CFG).eval()
+    last = model.decoder.offset_mlp[-1]
+    with torch.no_grad():
+        last.weight.zero_()
+        last.bias.fill_(float(np.arctanh(6.0 / CFG.max_offset)))
+    maps = torch.zeros(1, 3 * CFG.decoder_dim, CFG.ny // 4, CFG.nx // 4)   # 2 m cells over 16 m
+    q = torch.tensor([[[-6.0, -6.0, 1.0]]])
+    far = maps.clone()
+    far[:, CFG.decoder_dim:, 3:5, 3:5] = 5.0                                # keys/values near (0, 0) only
+    with torch.no_grad():
+        base, _ = model.decoder(maps, q)
+        moved, _ = model.decoder(far, q)
+    assert not torch.allclose(base, moved)
+
+
+def test_decoder_and_encoder_onnx_match_pytorch(tmp_path):
+    import onnxruntime as ort
+
+    from fovea_core.occflow.export import export
+
+    torch.manual_seed(0)
+    model = ImplicitO(CFG).eval()
+    diffs = export(model, tmp_path / "m")
+    assert max(diffs.values()) < 1e-4, diffs
+    lidar, map_raster = inputs(3)
+    enc = ort.InferenceSession(str(tmp_path / "m_encoder.onnx"))
+    dec = ort.InferenceSession(str(tmp_path / "m_decoder.onnx"))
+    maps = enc.run(None, {"lidar": lidar.numpy(), "map": map_raster.numpy()})[0]
+    for n in (1, 333, 2048):                                        # the query count is dynamic
+        q = queries(n, seed=n)
+        occ, flow = dec.run(None, {"maps": maps, "queries": q.numpy()})
+        with torch.no_grad():
+            ref_occ, ref_flow = model(lidar, map_raster, q)
+        assert np.abs(occ - ref_occ.numpy()).max() < 1e-4
+        assert np.abs(flow - ref_flow.numpy()).max() < 1e-4
+
+
+def test_simulated_scene_has_agents_on_the_map_seen_by_the_lidar():
+    from fovea_core.occflow import data
+    from fovea_core.occflow.agents import rasterise
+    from fovea_core.occflow.grid import BevGrid
+
+    cfg = CFG.replace(x_range=(-30.0, 30.0), y_range=(-30.0, 30.0))
+    samples = data.scene_samples(7, cfg, heldout=True)
+    assert len(samples) == 2
+    s = samples[0]
+    assert s.sweep_valid.all() and s.map_raster[-1].min() == 1.0
+    occ, _, _ = rasterise(s.tracks.observed(), BevGrid.of(cfg), 0.0, cfg.flow_dt)
+    occupied = occ.max(0) > 0
+    assert occupied.sum() > 20
+    above_road = s.lidar_counts[-1][2:].sum(0) > 0                  # returns 1 m above the ego origin and up
+    assert (above_road & occupied).sum() > 5                        # agents are hit by the ray-cast lidar
+    vehicles = occ[0] > 0
+    assert (s.map_raster[0][vehicles] > 0).mean() > 0.6             # vehicles drive on the drivable area
+
+
+def test_training_on_the_runner_lowers_the_loss_and_evaluation_scores(tmp_path):
+    from fovea_core.occflow import evaluate, train
+    from fovea_core.occflow.metrics import MetricTable
+    from fovea_core.occflow.predict import constant_velocity_predictor, implicit_predictor
+    from fovea_core.occflow.sample import Sample
+
+    out = tmp_path / "m.pt"
+    rc = train.main(["--config", "tiny", "--train-scenes", "1", "--iterations", "10", "--out", str(out),
+                     "--run-dir", str(tmp_path / "run"), "--data-dir", str(tmp_path / "data"), "--log-every", "10"])
+    assert rc == 0 and out.exists()
+    model, info = train.load_model(out)
+    assert info["train_samples"] == 2
+    samples = [Sample.load(p) for p in sorted((tmp_path / "data" / "heldout").glob("*.npz"))]
+    table = MetricTable()
+    evaluate.score(samples[:1], {"ImplicitO": implicit_predictor(model),
+                                 "constant velocity": constant_velocity_predictor(model.cfg)}, model.cfg, table)
+    for method in ("ImplicitO", "constant velocity"):
+        assert table.waypoints(method) == list(model.cfg.waypoints)
+    auc = table.mean("ImplicitO", "vehicle", "occupancy_auc")
+    assert auc is None or 0.0 <= auc <= 1.0
+    from fovea_core.model_files import ModelFileError
+
+    (tmp_path / "pickled.pt").write_bytes(b"\x80\x04K\x01.")            # a plain pickle is refused, never loaded
+    with pytest.raises(ModelFileError):
+        train.load_model(tmp_path / "pickled.pt")

@@ -94,3 +94,14 @@ def training_rig(seed: int, image_size: tuple[int, int]) -> Rig:
     if pick < 0.4:
         return pandaset_rig(image_size)
     return random_rig(rng, image_size)
+
+
+def describe_rig(names, intrinsics, cam2ego, sizes) -> str:
+    """One line per rig: each camera's horizontal field of view, position in base_link and viewing direction."""
+    parts = []
+    for name, K, T, (width, _) in zip(names, intrinsics, cam2ego, sizes):
+        hfov = np.degrees(2 * np.arctan2(width / 2, K[0, 0]))
+        yaw = np.degrees(np.arctan2(T[1, 2], T[0, 2]))
+        x, y, z = T[:3, 3]
+        parts.append(f"{name} {hfov:.0f} deg HFOV at ({x:.2f}, {y:.2f}, {z:.2f}) m facing {yaw:.0f} deg")
+    return f"{len(parts)} cameras: " + "; ".join(parts)

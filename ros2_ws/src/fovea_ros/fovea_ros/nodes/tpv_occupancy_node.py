@@ -28,6 +28,7 @@ from visualization_msgs.msg import Marker, MarkerArray
 from fovea_core.geometry.transforms import transform_points
 from fovea_core.paths import resolve_data_path
 from fovea_core.tpv.inference import TPVInference
+from fovea_core.tpv.rigs import describe_rig
 from fovea_core.tpv.scenes import CLASS_COLORS, CLASS_NAMES
 from fovea_ros.conversions import (MessageLayoutError, UnsupportedEncodingError, array_to_pointcloud2,
                                    camera_info_to_calibration, image_to_array, pointcloud2_to_array, xyz_array)
@@ -85,6 +86,7 @@ class TpvOccupancyNode(FoveaNode):
         self.tf = TfBuffer()
         self._latest = None  # (stamp ns, Prediction) for the query service
         self._latest_lock = threading.Lock()
+        self._rig = None  # the rig last announced: the model runs whatever CameraInfo + TF describe
 
     def activate(self) -> None:
         p = self.params
@@ -185,6 +187,8 @@ class TpvOccupancyNode(FoveaNode):
             images.append(np.ascontiguousarray(pixels[..., ::-1] if msg.encoding == "bgr8" else pixels))
             Ks.append(calib.K)
             extrinsics.append(T)
+        self._announce_rig([msg.header.frame_id or self.calibrations[i].frame_id for i, msg in enumerate(images_msgs)],
+                           Ks, extrinsics, [(m.width, m.height) for m in images_msgs])
         lidar = None
         if lidar_msg is not None:
             try:
@@ -200,6 +204,16 @@ class TpvOccupancyNode(FoveaNode):
             xyz = xyz_array(cloud)
             lidar = (lidar_msg.header, cloud, transform_points(T, xyz).astype(np.float32))
         self.submit((images_msgs[0].header, images, Ks, extrinsics, lidar))
+
+    def _announce_rig(self, frames, Ks, extrinsics, sizes) -> None:
+        """Log (and put on /diagnostics) the rig the model runs, whenever CameraInfo or TF change it."""
+        key = (tuple(frames), tuple(sizes), np.round(np.stack(Ks), 2).tobytes(), np.round(np.stack(extrinsics), 3).tobytes())
+        if key == self._rig:
+            return
+        self._rig = key
+        text = describe_rig(frames, Ks, extrinsics, sizes)
+        self.get_logger().info(f"running on the rig from CameraInfo + TF: {text}")
+        self.set_diagnostic("rig", text)
 
     # ---------------------------------------------------------------- worker thread
     def process(self, item) -> None:

@@ -153,6 +153,7 @@ class SuiteRun:
                                   **self.spec.node_parameters.get(node["executable"], {})}
             if node.get("config"):
                 node["config"] = str(self.config / node["config"])
+        self.out.mkdir(parents=True, exist_ok=True)
         path = self.out / f"run_{self.spec.graph}"
         path.write_text(yaml.safe_dump(data, sort_keys=False))
         return path

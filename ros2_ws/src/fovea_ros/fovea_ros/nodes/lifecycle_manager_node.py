@@ -102,7 +102,10 @@ class LifecycleManagerNode(FoveaNode):
         if self.params.check_period_s > 0:
             self.create_timer(self.params.check_period_s, self._request_check)
         if self.params.autostart_nodes:
-            self.submit(ManageNodes.Request.STARTUP)
+            # its own thread, not the worker: the worker's timing (/diagnostics p50/p99 against the budget) is
+            # the state check's, and a bring-up waits for processes to start, which is no latency of ours
+            threading.Thread(target=self.run_command, args=(ManageNodes.Request.STARTUP,),
+                             name="lifecycle-startup", daemon=True).start()
 
     def cleanup(self) -> None:
         if self.calls is not None:
@@ -217,14 +220,11 @@ class LifecycleManagerNode(FoveaNode):
             self.submit("check")
 
     def _work(self, item) -> None:
-        if item == "check":
-            if self._command_lock.acquire(blocking=False):  # a command in progress reports for itself
-                try:
-                    self._check()
-                finally:
-                    self._command_lock.release()
-        else:
-            self.run_command(item)
+        if self._command_lock.acquire(blocking=False):  # a command in progress reports for itself
+            try:
+                self._check()
+            finally:
+                self._command_lock.release()
 
     def _check(self) -> None:
         for node in self.params.node_names:

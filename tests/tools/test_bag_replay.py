@@ -164,3 +164,63 @@ def test_invalid_options_are_refused(bad):
     with pytest.raises(ValueError):
         ReplayOptions(**bad)
 
+
+
+def test_publishing_waits_for_the_named_node_not_just_any_subscriber(tmp_path):
+    """A probe matched on the topic is not the node under test: with wait_for_nodes the replay holds until
+    that node's own subscription is there."""
+    from std_msgs.msg import String  # noqa: F401 (keeps the message package import cheap in the nodes below)
+    from sensor_msgs.msg import Image
+
+    write_bag(tmp_path / "bag", "mcap", clouds=0, images=2, blobs=0, period_ns=10_000_000)
+    bystander, node_under_test = PrivateNode("bystander"), None
+    bystander.node.create_subscription(Image, "/image", lambda m: None, 10)
+    options = ReplayOptions(wait_for_subscribers=1, wait_for_nodes=["late_node"], wait_timeout_s=20.0,
+                            record_timing=True)
+    try:
+        with BagPlayer(tmp_path / "bag", options) as player:
+            player.start()
+            time.sleep(1.5)
+            assert player.wait(0) is None  # still waiting: the bystander is matched, late_node is not there
+            node_under_test = PrivateNode("late_node")
+            node_under_test.node.create_subscription(Image, "/image", lambda m: None, 10)
+            created_ns = time.monotonic_ns()
+            summary = player.wait(20.0)
+    finally:
+        bystander.close()
+        if node_under_test is not None:
+            node_under_test.close()
+    assert summary is not None and summary.published == {"/image": 2}
+    assert all(published >= created_ns for _, _, _, published in summary.timing)
+
+
+def _replay_process(bag, *args):
+    import signal
+    import subprocess
+    import sys
+
+    return subprocess.Popen([sys.executable, "-m", "fovea_ros.cli", "replay", str(bag), *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+
+
+@pytest.mark.parametrize("when", ["while playing", "while starting"])
+def test_ctrl_c_stops_fovea_replay_quietly(tmp_path, probe_factory, when):
+    import signal
+
+    write_bag(tmp_path / "bag", "sqlite3", clouds=2, images=2, blobs=0, period_ns=50_000_000)
+    if when == "while playing":
+        probe = probe_factory({"/image": IMAGE}, expect=3, linger_s=0.0, await_topics=[])
+        proc = _replay_process(tmp_path / "bag", "--loop")
+        probe.result()  # three images arrived: the replay is looping
+    else:
+        proc = _replay_process(tmp_path / "bag", "--loop")
+        time.sleep(0.3)  # still importing or setting up
+    proc.send_signal(signal.SIGINT)
+    output = proc.communicate(timeout=60)[0]
+    assert "Traceback" not in output and "Exception in thread" not in output, output
+    if when == "while playing":
+        assert proc.returncode == 0 and "replayed" in output and "stopped early" in output, output
+    else:
+        assert proc.returncode in (0, 130), output
+        assert len([line for line in output.splitlines() if line.strip()]) <= 2, output

@@ -100,6 +100,7 @@ class FoveaNode(LifecycleNode):
         self._logged_internal: set[str] = set()
         self._worker: LatestWinsWorker | None = None
         self.delivery = DeliveryTracker()  # inputs lost before the callback, from the publishers' numbering
+        self._published: dict[str, int] = {}  # output topic -> messages published (for books kept elsewhere)
         self._state = "unconfigured"
         self._diag_pub = super().create_publisher(DiagnosticArray, "/diagnostics", 10)
         period = self.params.diagnostics_period if isinstance(self.params.diagnostics_period, float) else 1.0
@@ -346,7 +347,15 @@ class FoveaNode(LifecycleNode):
         return self._record(super().create_timer(timer_period_sec, self._guard(callback, "timer"), *args, **kwargs))
 
     def create_publisher(self, *args, **kwargs):
-        return self._record(super().create_publisher(*args, **kwargs))
+        publisher = super().create_publisher(*args, **kwargs)
+        if self._activation_entities is not None:  # an output of the node: count what it publishes
+            topic, publish = publisher.topic_name, publisher.publish
+
+            def counted_publish(msg):
+                publish(msg)
+                self._published[topic] = self._published.get(topic, 0) + 1
+            publisher.publish = counted_publish
+        return self._record(publisher)
 
     def create_client(self, *args, **kwargs):
         return self._record(super().create_client(*args, **kwargs))
@@ -451,6 +460,7 @@ class FoveaNode(LifecycleNode):
         values.update({f"lost_before_callback/{topic.lstrip('/')}": str(d.lost) for topic, d in delivery.items()
                        if d.lost or topic in self._rates})
         values["lost_before_callback_total"] = str(lost_before)
+        values.update({f"outputs/{topic.lstrip('/')}": str(n) for topic, n in sorted(self._published.items())})
         values.update(self._diag_values)
         if self._configure_error:
             level, message = DiagnosticStatus.ERROR, f"{self._state}: {self._configure_error}"

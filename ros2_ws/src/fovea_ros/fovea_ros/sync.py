@@ -315,8 +315,9 @@ def subscribe_synchronized(node: Any, inputs: Sequence[tuple[type, str]], sync: 
 
     ``qos_profile`` is an ``rclpy.qos.QoSProfile`` (the node base passes sensor-data QoS by default).
     The inputs are named by their topics; when the node has ``drop`` (a Fovea node), every message the
-    synchronizer drops is counted there as ``sync: <reason>`` and ``sync_waiting`` (messages queued,
-    not yet in a set) is kept current with ``set_diagnostic``, so lost camera sets show on /diagnostics.
+    synchronizer drops is counted there as ``sync: <reason>``, each message is counted as an input on its
+    topic (``count_input``) and ``sync_waiting`` (messages queued, not yet in a set) is kept current with
+    ``set_diagnostic``, so lost camera sets show on /diagnostics.
     Returns the subscriptions; keep them alive as long as the synchronizer is used.
     """
     if len(inputs) != sync.num_inputs:
@@ -327,8 +328,11 @@ def subscribe_synchronized(node: Any, inputs: Sequence[tuple[type, str]], sync: 
     if sync.on_drop is None and callable(drop):
         sync.on_drop = lambda reason, count, detail: drop(f"sync: {reason}", detail, n=count)
     set_diagnostic = getattr(node, "set_diagnostic", None)
+    count_input = getattr(node, "count_input", None)
 
     def feed(index: int, msg: Any) -> None:
+        if callable(count_input):  # each member is an input on its own topic (books per topic)
+            count_input(inputs[index][1])
         sync.add(index, msg)
         if callable(set_diagnostic):
             set_diagnostic("sync_waiting", sum(sync.queue_lengths()))

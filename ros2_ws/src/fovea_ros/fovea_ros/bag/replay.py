@@ -52,6 +52,7 @@ class ReplayOptions:
     remaps: Mapping[str, str] = field(default_factory=dict)
     burst_seconds: float = 1.0                  # history depth holds this much of a topic's average rate
     wait_for_subscribers: int = 0               # before publishing, wait for this many subscribers per topic
+    wait_for_nodes: Sequence[str] = ()          # ... and for these nodes' subscriptions (node names) on each
     wait_timeout_s: float = 10.0
     ack_timeout_s: float = 5.0                  # at the end, wait this long for subscribers to acknowledge
     best_effort_linger_s: float = 0.3           # at the end, keep best-effort publishers alive this long
@@ -178,7 +179,8 @@ class BagPlayer:
             self._clock_pub = node.create_publisher(Clock, "/clock", QoSProfile(depth=10))
 
     def close(self) -> None:
-        self.stop()
+        # the playing thread must be out of every publisher before the node goes (it would die in publish())
+        self.stop(timeout_s=30.0)
         if self._ros is not None:
             self._ros.close()
             self._ros = None
@@ -202,7 +204,6 @@ class BagPlayer:
     def start(self) -> None:
         """Play on a background thread."""
         self.open()
-        self._stop.clear()
         self._thread = threading.Thread(target=self.play, name="fovea-replay", daemon=True)
         self._thread.start()
 
@@ -210,10 +211,22 @@ class BagPlayer:
         self._stop.set()
         return self.wait(timeout_s)
 
+    def request_stop(self) -> None:
+        """Ask the playing thread to stop after the current message (safe from a signal handler)."""
+        self._stop.set()
+
+    @property
+    def stop_requested(self) -> bool:
+        return self._stop.is_set()
+
     def wait(self, timeout_s: float | None = None) -> ReplaySummary | None:
         """Join the background thread; the summary, or None if it is still playing."""
         if self._thread is not None:
-            self._thread.join(timeout_s)
+            try:
+                self._thread.join(timeout_s)
+            except RuntimeError:  # interrupted inside Thread.start(): it is starting, give it that moment
+                time.sleep(0.1)
+                self._thread.join(timeout_s)
             if self._thread.is_alive():
                 return None
         return self._summary
@@ -264,15 +277,28 @@ class BagPlayer:
         return summary
 
     def _wait_for_subscribers(self) -> None:
-        needed = self.options.wait_for_subscribers
+        """Until every topic has ``wait_for_subscribers`` matched readers and a subscription of each node in
+        ``wait_for_nodes``. Matched counts say a reader is connected, not whose it is; with the node names the
+        replay cannot start while, say, a probe and a recorder are matched but the node under test is not."""
+        nodes = set(self.options.wait_for_nodes)
+        needed = max(self.options.wait_for_subscribers, len(nodes))
         if needed <= 0:
             return
         deadline = time.monotonic() + self.options.wait_timeout_s
         publishers = dict(self._publishers)
-        if self._clock_pub is not None:
+        if self._clock_pub is not None and not nodes:
             publishers["/clock"] = self._clock_pub
+        graph = self._ros.node
+
+        def node_missing(topic: str) -> bool:
+            if not nodes:
+                return False
+            present = {info.node_name for info in graph.get_subscriptions_info_by_topic(self._out_names[topic])}
+            return not nodes <= present
+
         while not self._stop.is_set():
-            waiting = [t for t, pub in publishers.items() if pub.get_subscription_count() < needed]
+            waiting = [t for t, pub in publishers.items()
+                       if pub.get_subscription_count() < needed or (t != "/clock" and node_missing(t))]
             if not waiting:
                 return
             if time.monotonic() > deadline:
@@ -395,38 +421,72 @@ def build_parser() -> argparse.ArgumentParser:
                         help="publish topic OLD as NEW (repeatable)")
     parser.add_argument("--wait-for-subscribers", type=int, default=0, metavar="N",
                         help="wait (up to --wait-timeout) until every topic has N subscribers")
+    parser.add_argument("--wait-for-node", action="append", default=[], metavar="NAME",
+                        help="wait (up to --wait-timeout) until node NAME subscribes to every topic (repeatable)")
     parser.add_argument("--wait-timeout", type=float, default=10.0, metavar="S")
     return parser
 
 
+@contextmanager
+def stop_on_signals(player: BagPlayer):
+    """Within the block, Ctrl-C and SIGTERM ask ``player`` to stop (it finishes its current message, says
+    what it published and closes); a second one raises KeyboardInterrupt to stop waiting for that.
+
+    A stop request, not an exception at whatever line the main thread is on: an exception raised in the
+    middle of starting the playing thread or of closing the node used to leave a thread publishing
+    through a destroyed node (a traceback after Ctrl-C)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    asked = []
+
+    def request_stop(signum, frame):
+        if asked:
+            raise KeyboardInterrupt
+        asked.append(signum)
+        player.request_stop()
+
+    previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Ctrl-C (or SIGTERM) stops the replay cleanly: the summary of what was published, exit code 0; a second
+    Ctrl-C while it finishes exits at once (code 130), also without a traceback."""
     args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
     try:
         topics = None if args.topics is None else [absolute_topic(t) for t in args.topics]
         options = ReplayOptions(rate=args.rate, loop=args.loop, topics=topics, clock_hz=args.clock,
                                 start_offset_s=args.start_offset, delay_s=args.delay,
                                 reliability=args.qos_reliability, remaps=dict(args.remap),
-                                wait_for_subscribers=args.wait_for_subscribers, wait_timeout_s=args.wait_timeout)
+                                wait_for_subscribers=args.wait_for_subscribers, wait_for_nodes=args.wait_for_node,
+                                wait_timeout_s=args.wait_timeout)
     except ValueError as err:
         print(f"fovea replay: {err}", file=sys.stderr)
         return 2
     player = BagPlayer(args.bag, options)
-    with sigterm_as_interrupt():
-        try:
+    summary = None
+    try:
+        with stop_on_signals(player):
             player.open()
             if not player.replayable_topics:
                 print("fovea replay: no topic of this bag can be replayed:\n"
                       + "\n".join(f"  {t}: {why}" for t, why in sorted(player.skipped.items())), file=sys.stderr)
+                player.close()
                 return 1
-            player.start()
-            while (summary := player.wait(0.2)) is None:
-                pass
-        except KeyboardInterrupt:
-            summary = player.stop()
-        finally:
+            if not player.stop_requested:
+                player.start()
+                while (summary := player.wait(0.2)) is None:
+                    pass
             player.close()
-    if summary is not None:
-        print(summary.format())
+    except KeyboardInterrupt:  # the second Ctrl-C: do not wait for the replay to finish
+        print("fovea replay: interrupted", file=sys.stderr)
+        return 130
+    print(summary.format() if summary is not None else "fovea replay: stopped before publishing")
     return 0
 
 

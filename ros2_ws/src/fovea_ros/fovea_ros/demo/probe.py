@@ -30,12 +30,13 @@ class Probe:
         self.counts: dict[str, int] = defaultdict(int)
         self.arrivals: dict[str, dict[int, float]] = defaultdict(dict)  # topic -> stamp ns -> first arrival
         self.diagnostics: dict[str, dict[str, str]] = {}
+        self._subscriptions = {}
         for topic, msgtype in topics.items():
             msg_class = import_message_class(msgtype)
             if msg_class is None:
                 raise ValueError(f"probe: message type {msgtype} of {topic} is not importable")
-            self.node.create_subscription(msg_class, topic, lambda msg, t=topic: self._on_message(t, msg),
-                                          qos_profile_sensor_data)
+            self._subscriptions[topic] = self.node.create_subscription(
+                msg_class, topic, lambda msg, t=topic: self._on_message(t, msg), qos_profile_sensor_data)
         self.node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, 50)
         self._executor = SingleThreadedExecutor(context=self._context)
         self._executor.add_node(self.node)
@@ -74,7 +75,17 @@ class Probe:
         return [(outputs[s] - inputs[s]) * 1e3 for s in outputs if s in inputs]
 
     def subscribers(self, topic: str) -> int:
+        """Subscriptions on ``topic`` in the graph (discovered; this probe's own included)."""
         return self.node.count_subscribers(topic)
+
+    def matched(self, topic: str) -> int:
+        """Publishers this probe's subscription on ``topic`` is connected to (discovery finished both ways).
+        Seeing a publisher in the graph is not enough: until it is matched, its messages pass the probe by."""
+        return self._subscriptions[topic].get_publisher_count()
+
+    def stamps(self, topic: str) -> set[int]:
+        with self._lock:
+            return set(self.arrivals[topic])
 
     def close(self) -> None:
         self._executor.shutdown()

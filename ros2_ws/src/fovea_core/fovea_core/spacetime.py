@@ -29,6 +29,7 @@ class SourceAnswer:
     label: np.ndarray | None = None          # int32 (semantic)
     probability: np.ndarray | None = None    # float32 (label probability or occupancy)
     flow: np.ndarray | None = None           # (M, 2) float32 (flow)
+    point_ok: np.ndarray | None = None       # (M,) bool from a per-point status, where the source gives one
     usable: bool = True                      # False when its output is flagged unreliable
 
 
@@ -50,11 +51,15 @@ def merge_answers(source: np.ndarray, semantic: SourceAnswer, flow: SourceAnswer
     sem = source == SOURCE_SEMANTIC
     if semantic.label is not None and semantic.probability is not None:
         out.label[sem], out.label_probability[sem] = semantic.label, semantic.probability
-        out.valid[sem] = (semantic.label >= 0) & semantic.usable
+        out.valid[sem] = (semantic.label >= 0) & semantic.usable & _ok(semantic)
     fl = source == SOURCE_FLOW
     if flow.probability is not None:
         out.occupancy[fl] = flow.probability
         if flow.flow is not None:
             out.flow[fl] = flow.flow
-        out.valid[fl] = np.isfinite(flow.probability) & flow.usable
+        out.valid[fl] = np.isfinite(flow.probability) & flow.usable & _ok(flow)
     return out
+
+
+def _ok(answer: SourceAnswer) -> np.ndarray | bool:
+    return True if answer.point_ok is None else answer.point_ok

@@ -180,8 +180,20 @@ def picture_image_frames(spec: dict, sources: dict) -> str:
 def picture_occupancy_grids(spec: dict, sources: dict) -> str:
     topics = spec["topics"]
     grids = [(t, read_messages(sources["recording"], t)[-1][1]) for t in topics]
+    arrows = []
+    if spec.get("markers"):  # flow arrows (MarkerArray, one namespace per horizon), where recorded
+        try:
+            arrows = read_messages(sources["recording"], spec["markers"])[-1][1].markers
+        except NoData:
+            arrows = []
     fig, axes = plt.subplots(1, len(grids), figsize=(3.2 * len(grids), 3.4), squeeze=False)
     for ax, (topic, grid) in zip(axes[0], grids):
+        horizon = topic.rsplit("_", 1)[-1]   # e.g. "1000ms"
+        for m in arrows:
+            if horizon in m.ns and len(m.points) >= 2:
+                a, b = m.points[0], m.points[1]
+                ax.annotate("", xy=(b.x, b.y), xytext=(a.x, a.y),
+                            arrowprops={"arrowstyle": "->", "color": "#3ec1d3", "lw": 0.8})
         info = grid.info
         data = np.asarray(grid.data, np.int16).reshape(info.height, info.width).astype(float)
         data[data < 0] = np.nan
@@ -195,6 +207,8 @@ def picture_occupancy_grids(spec: dict, sources: dict) -> str:
 
 
 def picture_anomaly_score(spec: dict, sources: dict) -> str:
+    """Score and threshold over time, WARN/ERROR steps marked, the injected fault's interval shaded
+    (``fault_intervals_ns``: [start, end] header stamps, end null = to the end of the run)."""
     msgs = read_messages(sources["recording"], spec["topic"])
     t0 = _stamp(msgs[0][1])
     t = np.array([(_stamp(m) - t0) / 1e9 for _, m in msgs])
@@ -202,16 +216,17 @@ def picture_anomaly_score(spec: dict, sources: dict) -> str:
     threshold = np.array([m.threshold for _, m in msgs], float)
     state = np.array([m.state for _, m in msgs])
     fig, ax = plt.subplots(figsize=(7, 3))
-    ax.plot(t, score, color="#2a5da8", label="window score")
+    for i, (lo, hi) in enumerate(spec.get("fault_intervals_ns") or []):
+        hi_s = t[-1] if hi is None else (hi - t0) / 1e9
+        ax.axvspan((lo - t0) / 1e9, hi_s, color="#f2b8b5", alpha=0.6, label="injected fault" if i == 0 else None)
+    ax.plot(t, score, "o-", ms=3, color="#2a5da8", label="window score")
     ax.plot(t, threshold, "--", color="#c8372d", label="threshold")
-    for lo, hi in spec.get("fault_intervals_s") or []:
-        ax.axvspan(lo, hi, color="#f2b8b5", alpha=0.5, label="injected fault")
-    alarms = t[state >= 2]
-    if len(alarms):
-        ax.plot(alarms, np.full(len(alarms), np.nanmax(score) * 1.05 if np.isfinite(score).any() else 1.0), "v",
-                color="#c8372d", ms=5, label="WARN/ERROR")
-    ax.set_xlabel("time since the first step (s)")
-    ax.set_ylabel("score")
+    warn = state >= 2  # StreamAnomaly WARN or ERROR
+    if warn.any():
+        top = np.nanmax(np.r_[score[np.isfinite(score)], threshold[np.isfinite(threshold)], 1.0])
+        ax.plot(t[warn], np.full(warn.sum(), top * 1.08), "v", color="#c8372d", ms=6, label="WARN / ERROR")
+    ax.set_xlabel("time since the first scored step (s, header stamps)")
+    ax.set_ylabel("KL score")
     ax.legend(fontsize=7, loc="upper left")
     return _png(fig)
 

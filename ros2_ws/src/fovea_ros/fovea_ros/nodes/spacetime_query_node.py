@@ -9,7 +9,8 @@ at once with the request's header (frame and stamp: each source transforms the p
 and answer within ``call_timeout_s`` or count as not answered.
 
 Per point the answer says which source it went to and whether it is valid (the source answered, the point
-was in its range, and the source's output is not UNRELIABLE on ``health_topic``); per source what it said
+was in its range — its per-point ``status`` OK where the source reports one —, and the source's output is not
+UNRELIABLE on ``health_topic``); per source what it said
 and the health of its output (``semantic_output`` / ``flow_output``: names in the health rules; UNKNOWN when
 no health node has been heard for ``health_max_age_s``).
 """
@@ -155,17 +156,19 @@ class SpacetimeQueryNode(FoveaNode):
         if not result.success:
             return SourceAnswer(), f"refused: {result.message}"
         probability = np.asarray(result.probability, np.float32)
+        status = np.asarray(getattr(result, "status", []), np.uint8)   # per-point status, where served
+        point_ok = status == 0 if len(status) == count else None
         if code == SOURCE_SEMANTIC:
             label = np.asarray(result.label, np.int32)
             if len(label) != count or len(probability) != count:
                 return SourceAnswer(), f"answered {len(label)} labels for {count} points"
-            return SourceAnswer(label=label, probability=probability), result.message
+            return SourceAnswer(label=label, probability=probability, point_ok=point_ok), result.message
         flow = np.stack([np.asarray(result.flow_x, np.float32), np.asarray(result.flow_y, np.float32)], 1) \
             if len(result.flow_x) == count and len(result.flow_y) == count else None
         if len(probability) != count:
             return SourceAnswer(), f"answered {len(probability)} occupancies for {count} points"
-        return SourceAnswer(probability=probability, flow=flow), result.message + ("" if flow is not None else
-                                                                                    " (no flow)")
+        return SourceAnswer(probability=probability, flow=flow, point_ok=point_ok), result.message + (
+            "" if flow is not None else " (no flow)")
 
 
 NODE_CLASS = SpacetimeQueryNode

@@ -58,8 +58,12 @@ def main(argv: list[str] | None = None) -> int:
         print(_usage())
         return 0
     module_name, rest = _resolve(argv)
-    module = importlib.import_module(module_name)
-    return int(module.main(rest) or 0)
+    try:
+        module = importlib.import_module(module_name)
+        return int(module.main(rest) or 0)
+    except KeyboardInterrupt:  # Ctrl-C before a tool's own handling starts (importing, setting up): no traceback
+        print(f"fovea {argv[0]}: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -10,9 +10,10 @@ from fovea_core.events.simulator.frames import FrameCameraConfig, simulate_event
 MS = 1_000_000
 
 
-def simulated(seed: int = 11, duration_s: float = 1.5) -> EventFrameStreams:
-    seq = simulate_event_frames(seed, duration_s, 64, 48, camera=FrameCameraConfig(rate_hz=25.0, exposure_fraction=0.5))
-    return EventFrameStreams(seq.events, FrameStream(seq.frame_stamps, seq.frames), 64, 48)
+def simulated(seed: int = 11, duration_s: float = 1.5, width: int = 64, height: int = 48) -> EventFrameStreams:
+    seq = simulate_event_frames(seed, duration_s, width, height,
+                                camera=FrameCameraConfig(rate_hz=25.0, exposure_fraction=0.5))
+    return EventFrameStreams(seq.events, FrameStream(seq.frame_stamps, seq.frames), width, height)
 
 
 def toy_streams(n_frames: int = 20, period_ms: int = 40, width: int = 32, height: int = 24) -> EventFrameStreams:

@@ -85,3 +85,10 @@ def load_models(path: str | Path, parameter: str | None = None) -> AnomalyModels
         module.load_state_dict(state[key])
         module.eval()
     return models
+
+
+def export_onnx_models(models: AnomalyModels, onnx_dir: str | Path) -> dict[str, float]:
+    """``ar_<name>.onnx`` for each AR model (full-window runners of the node); returns each export's check."""
+    from fovea_core.events.anomaly.scoring import export_ar_onnx
+
+    return {name: export_ar_onnx(m, Path(onnx_dir) / f"ar_{name}.onnx") for name, m in models.ar.items()}

@@ -47,7 +47,9 @@ class StepResult:
 
 class StreamAnomalyDetector:
     def __init__(self, models: AnomalyModels, width: int, height: int, method: str = "learned",
-                 error_ratio: float = 3.0, stream_timeout_ns: int = 1_000_000_000, threshold_scale: float = 1.0) -> None:
+                 error_ratio: float = 3.0, stream_timeout_ns: int = 1_000_000_000, threshold_scale: float = 1.0,
+                 window_runners: dict | None = None) -> None:
+        """``window_runners``: AR model name -> full-window runner (ONNX Runtime), see ``StreamingKL``."""
         if method not in ("rule", "classical", "learned"):
             raise ValueError(f"method must be rule, classical or learned, got '{method}'")
         self.models, self.meta, self.method = models, models.meta, method
@@ -56,6 +58,7 @@ class StreamAnomalyDetector:
         self.width, self.height = width, height
         self.error_ratio, self.stream_timeout_ns = error_ratio, stream_timeout_ns
         self.threshold_scale = threshold_scale  # a site's tuning of the calibrated thresholds
+        self.window_runners = window_runners or {}
         self._setup()
 
     @property
@@ -70,10 +73,11 @@ class StreamAnomalyDetector:
         w = self.meta.window_steps
         method, models = self.method, self.models
         self.frame_scorer = (StreamingRule(w, self.meta.rule_history) if method == "rule"
-                             else StreamingKL(models.ar[method], w))
-        self.events_scorer = StreamingKL(models.ar["events"], w)
+                             else StreamingKL(models.ar[method], w, self.window_runners.get(method)))
+        self.events_scorer = StreamingKL(models.ar["events"], w, self.window_runners.get("events"))
         self._events: list[np.ndarray] = []
         self._latest_event_ns: int | None = None
+        self._first_event_ns: int | None = None
         self._frames: deque = deque()  # (stamp, image) not yet scored as the end of a step, oldest first
         self._previous: tuple[int, np.ndarray] | None = None  # the frame that starts the next step
         self._latest_frame_ns: int | None = None
@@ -88,6 +92,8 @@ class StreamAnomalyDetector:
         if len(events):
             self._events.append(events)
             self._latest_event_ns = int(events["t"][-1])
+            if self._first_event_ns is None:
+                self._first_event_ns = int(events["t"][0])
         return self._drain()
 
     def push_frame(self, stamp_ns: int, image: np.ndarray) -> list[StepResult]:
@@ -122,9 +128,13 @@ class StreamAnomalyDetector:
             self._frames.popleft()
             out.append(self._score_step(self._previous, (stamp, image)))
             self._previous = (stamp, image)
-        if self._latest_frame_ns is None or (self._latest_event_ns or 0) - self._latest_frame_ns > self.stream_timeout_ns:
-            out.extend(self._events_only_steps())  # no frames (at all, or for a while): watch the events alone
-        self._trim()
+        # no frames for stream_timeout while events run (from the start, or since the last frame): watch the
+        # events alone on their own clock
+        since = self._latest_frame_ns if self._latest_frame_ns is not None else self._first_event_ns
+        if since is not None and self._latest_event_ns - since > self.stream_timeout_ns:
+            out.extend(self._events_only_steps())
+        if out:
+            self._trim()  # only after scoring: the buffer is joined and cut once per step, not once per packet
         return out
 
     def _buffer(self) -> np.ndarray:
@@ -138,8 +148,8 @@ class StreamAnomalyDetector:
         if self._next_events_step is not None:
             keep_from = min(keep_from, self._next_events_step - self.meta.events_step_ns)
         events = self._buffer()
-        if len(events):
-            self._events = [events[np.searchsorted(events["t"], keep_from):]]
+        events = events[np.searchsorted(events["t"], keep_from):]
+        self._events = [events] if len(events) else []
 
     def _score_step(self, previous, current) -> StepResult:
         (t0, img0), (t1, img1) = previous, current
@@ -167,8 +177,9 @@ class StreamAnomalyDetector:
         step = self.meta.events_step_ns
         if self._latest_event_ns is None:
             return out
-        if self._next_events_step is None:
-            self._next_events_step = self._latest_event_ns - self._latest_event_ns % step + step
+        if self._next_events_step is None:  # the events-only clock starts where the watch starts
+            start = self._latest_frame_ns if self._latest_frame_ns is not None else self._first_event_ns
+            self._next_events_step = start - start % step + step
         events = self._buffer()
         while self._latest_event_ns >= self._next_events_step:
             end = self._next_events_step
@@ -179,9 +190,8 @@ class StreamAnomalyDetector:
             self._recent_counts.append(int(b - a))
             result = self._result(end, score, self.events_threshold, None, usual, events_in_step=int(b - a))
             result.method = "events"
-            if self._latest_frame_ns is not None or result.state != "STARTING":
-                result.state = "ERROR" if self._latest_frame_ns is not None else result.state
-                result.suspected_fault = result.suspected_fault or ("frame_stall" if self._latest_frame_ns else "")
+            if self._latest_frame_ns is not None:  # frames came, then stopped while events run: that is the fault
+                result.state, result.suspected_fault = "ERROR", "frame_stall"
             out.append(result)
             self._next_events_step += step
         return out

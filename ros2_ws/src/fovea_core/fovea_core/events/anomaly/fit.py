@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from fovea_core.events.anomaly.bundle import load_models, save_models
+from fovea_core.events.anomaly.bundle import export_onnx_models, load_models, save_models
 from fovea_core.events.anomaly.data import SequenceFeatures, sequence_features
 from fovea_core.events.anomaly.streams import read_bag_streams
 from fovea_core.events.anomaly.train import ar_task, calibrate, distribution_sets, sync_task
@@ -118,6 +118,7 @@ def main(argv: list[str] | None = None) -> int:
             models.meta.training = {"data": f"fitted on {Path(known.bag).name}", "summary": summary,
                                     "base": str(known.base)}
             save_models(models, out)
+            export_onnx_models(models, out.parent / f"{out.stem}_onnx")
             counts["ar"] = summary.get("steps")
         task = ar_task(models, train_sets, held_sets, args.batch, args.lr, save, {"stage": "fit-ar",
                                                                                    "meta": asdict(meta)})

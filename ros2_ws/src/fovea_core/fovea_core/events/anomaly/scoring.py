@@ -51,10 +51,15 @@ def windowed_mean(scores: np.ndarray, window: int) -> np.ndarray:
 
 
 class StreamingKL:
-    """Step-by-step :func:`kl_sequence` + :func:`windowed_mean`."""
+    """Step-by-step :func:`kl_sequence` + :func:`windowed_mean`.
 
-    def __init__(self, model: CausalTransformerAR, window: int) -> None:
+    ``full_window``: optional runner for a full context window (``(1, context, dim)`` probabilities -> log-
+    probabilities), e.g. the model exported to ONNX and run by ONNX Runtime (:func:`onnx_window_runner`);
+    shorter windows at the start of a stream run on the torch model."""
+
+    def __init__(self, model: CausalTransformerAR, window: int, full_window=None) -> None:
         self.model = model.eval()
+        self.full_window = full_window
         self.history: deque = deque(maxlen=model.context)
         self.recent: deque = deque(maxlen=window)
 
@@ -67,8 +72,12 @@ class StreamingKL:
         """(step score, window score); NaN step score for the first step."""
         step = float("nan")
         if self.history:
-            context = torch.from_numpy(np.stack(self.history).astype(np.float32))[None]
-            step = float(_kl(dist, self.model(context)[0, -1].numpy()))
+            context = np.stack(self.history).astype(np.float32)[None]
+            if self.full_window is not None and len(self.history) == self.model.context:
+                predicted = self.full_window(context)[0, -1]
+            else:
+                predicted = self.model(torch.from_numpy(context))[0, -1].numpy()
+            step = float(_kl(dist, predicted))
             self.recent.append(step)
         self.history.append(np.asarray(dist, np.float32))
         return step, (float(np.mean(self.recent)) if self.recent else float("nan"))
@@ -111,3 +120,28 @@ def calibrate_threshold(normal_window_scores: np.ndarray, false_alarm_rate: floa
     if len(finite) == 0:
         raise ValueError("no normal scores to calibrate on")
     return float(np.quantile(finite, 1.0 - false_alarm_rate))
+
+
+def export_ar_onnx(model: CausalTransformerAR, path) -> float:
+    """Export the AR model for full context windows (fixed length ``context``) and return the largest
+    |ONNX Runtime - torch| difference on a random window (the export's own check)."""
+    from fovea_core.backends.export import export_onnx
+
+    sample = torch.softmax(torch.randn(1, model.context, model.dim), dim=-1)
+    # the fused inference kernel of nn.TransformerEncoderLayer has no ONNX form: export the plain ops
+    fastpath = torch.backends.mha.get_fastpath_enabled()
+    torch.backends.mha.set_fastpath_enabled(False)
+    try:
+        report = export_onnx(model.eval(), {"dists": sample}, path, ["log_probs"])
+    finally:
+        torch.backends.mha.set_fastpath_enabled(fastpath)
+    return max(report.max_abs_diff.values())
+
+
+def onnx_window_runner(path, threads: int = 1):
+    """A ``full_window`` runner for :class:`StreamingKL` from an exported AR model (checked load)."""
+    from fovea_core.backends.onnxruntime_backend import OnnxRuntimeBackend
+    from fovea_core.model_files import check_model_file
+
+    backend = OnnxRuntimeBackend(check_model_file(path, "onnx"), device="cpu", intra_op_threads=threads)
+    return lambda window: backend.run({"dists": window})["log_probs"]

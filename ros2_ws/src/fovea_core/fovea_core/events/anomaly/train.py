@@ -22,7 +22,8 @@ import numpy as np
 import torch
 
 from fovea_core.events.anomaly.ar_model import ar_loss
-from fovea_core.events.anomaly.bundle import AnomalyMeta, AnomalyModels, build_models, save_models
+from fovea_core.events.anomaly.bundle import (AnomalyMeta, AnomalyModels, build_models, export_onnx_models,
+                                              save_models)
 from fovea_core.events.anomaly.data import (CALIBRATION_SEEDS, DEFAULT_CACHE, TRAIN_SEEDS, SequenceFeatures,
                                             cached_features, simulated_streams)
 from fovea_core.events.anomaly.scoring import (calibrate_threshold, kl_sequence, rate_rule_scores, rule_step_scores,
@@ -196,7 +197,9 @@ def main(argv: list[str] | None = None) -> int:
                                                 f"(seeds {train_seeds.start}-{train_seeds.stop - 1})",
                                         "summary": summary}
                 save_models(models, out)
-                print(f"[anomaly] thresholds {models.meta.thresholds} -> {out}", file=sys.stderr, flush=True)
+                checks = export_onnx_models(models, out.parent / "onnx")
+                print(f"[anomaly] thresholds {models.meta.thresholds} -> {out}; ONNX max |ORT - torch| {checks}",
+                      file=sys.stderr, flush=True)
             config = {"stage": "ar", "meta": asdict(meta), "batch": args.batch, "lr": args.lr}
             return ar_task(models, train, held, args.batch, args.lr, save, config)
 

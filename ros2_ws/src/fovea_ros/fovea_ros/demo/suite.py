@@ -89,7 +89,27 @@ class SuiteRun:
             member = dataclasses.replace(member, bag=source)
             run = StageRun(member, repo, config, out, rate=rate, bag_types={**self.types, **member.outputs})
             run.recording = self.recording
+            self._remapped_stamps(run)
             self.members.append(run)
+
+    def _remapped_stamps(self, run: StageRun) -> None:
+        """A member whose latency input is a remapped name: its books read the input stamps from the bag
+        under the bag's own topic name."""
+        from rclpy.serialization import deserialize_message
+
+        from fovea_ros.bag.typestore import import_message_class
+
+        topic = run.spec.latency_input
+        if topic is None:
+            return
+        for bag, topics, remaps in self.replays:
+            original = next((t for t in topics if remaps.get(t) == topic and t != topic), None)
+            if original is None or bag != run.spec.bag:
+                continue
+            msg_class = import_message_class(self.types[topic])
+            with BagReader(self.repo / bag) as reader:
+                run._stamps_cache = {m.header.stamp.sec * 1_000_000_000 + m.header.stamp.nanosec for m in (
+                    deserialize_message(r.data, msg_class) for r in reader.messages([original]))}
 
     @property
     def outputs(self) -> dict[str, str]:
@@ -164,16 +184,30 @@ class SuiteRun:
         deadline = time.monotonic() + STARTUP_TIMEOUT_S
         while time.monotonic() < deadline and graph.poll() is None:
             manager = probe.status(MANAGER)
-            if all(probe.subscribers(t) >= 2 for t in self.outputs) and "every node active" in manager.get("message", ""):
+            if ("every node active" in manager.get("message", "")
+                    and all(probe.subscribers(t) >= 2 and probe.matched(t) >= 1 for t in self.outputs)
+                    and all(self._listens(probe, run) for run in self.members)):
                 return True
             time.sleep(0.2)
         return False
+
+    @staticmethod
+    def _listens(probe: Probe, run: StageRun) -> bool:
+        """The member's node has its own subscription on each of its inputs."""
+        return all(run.node_name in {i.node_name for i in probe.node.get_subscriptions_info_by_topic(t)}
+                   for t in run.spec.inputs)
+
+    def _nodes_on_every_topic(self, topics: list[str]) -> list[str]:
+        """Member nodes that subscribe every replayed topic of a bag: the replay waits for their subscriptions
+        (a node that takes only some of a bag's topics was checked by _listens)."""
+        return [run.node_name for run in self.members if set(topics) <= set(run.spec.replay)]
 
     def _replay(self) -> dict[str, int]:
         players = []
         for bag, topics, remaps in self.replays:
             options = ReplayOptions(rate=self.rate, wait_for_subscribers=2, wait_timeout_s=30.0, topics=topics,
-                                    remaps=remaps, reliability=self.reliability.get(bag))
+                                    remaps=remaps, reliability=self.reliability.get(bag),
+                                    wait_for_nodes=self._nodes_on_every_topic([remaps.get(t, t) for t in topics]))
             player = BagPlayer(self.repo / bag, options, node_name=f"fovea_replay_{len(players)}")
             player.start()
             players.append(player)

@@ -77,7 +77,11 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     models = load_models(resolve_data_path(known.base), "--base")
     meta = models.meta
-    streams, stats = read_bag_streams(known.bag, known.events, known.frames)
+    try:
+        streams, stats = read_bag_streams(known.bag, known.events, known.frames)
+    except (OSError, ValueError) as exc:
+        print(f"fovea fit anomaly: {exc}", file=sys.stderr)
+        return 2
     if len(streams.frames) < 8:
         print(f"fovea fit anomaly: {known.bag} has {len(streams.frames)} frames on {known.frames}; need 8 or more",
               file=sys.stderr)
@@ -99,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     run_dir = known.out.parent / f"{known.out.stem}_runs"
     rest = [a for a in argv if a not in ("anomaly",)]
     rest = [a for a in rest if a != known.bag]
-    sync_argv = rest + ["--run-dir", str(run_dir / "sync")]
+    sync_argv = rest + ["--run-dir", str(run_dir / "sync"), "--out", str(run_dir / "sync_net.pt")]
     # fine-tuned from the base model's sync network
     rc = train_main(sync_argv, lambda args, ctx: _with_state(build_sync(args, ctx), models.sync_net),
                     name="anomaly-fit", description="fit stage sync", out=str(run_dir / "sync_net.pt"),

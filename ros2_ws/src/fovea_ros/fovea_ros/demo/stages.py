@@ -54,6 +54,7 @@ class StageSpec:
     description: str = ""
     latency_input: str | None = None
     method_values: list[str] = field(default_factory=list)
+    label_score: dict | None = None  # labelled outputs scored against the bag's labels (demo/label_score.py)
 
     def __post_init__(self) -> None:
         if self.accounting not in ACCOUNTING_RULES:
@@ -297,6 +298,17 @@ class StageRun:
         checks = self.checks(probe, published, alive, graph_code, recorded)
         latency = (_percentiles(probe.latencies_ms(spec.latency_input, spec.primary_output))
                    if spec.latency_input else None)
+        method_values = {k: status[k] for k in spec.method_values if k in status}
+        if spec.label_score:
+            from fovea_ros.demo.label_score import score_labels
+            score = score_labels(self.recording, self.repo / spec.bag, spec.label_score)
+            method_values["label_miou"] = score["miou"]
+            method_values["label_iou_per_class"] = score["per_class_iou"]
+            checks.append({"name": f"{score['prediction']} scored against the bag's {score['truth']}",
+                           "ok": score["clouds_scored"] > 0 and not score["clouds_size_mismatch"],
+                           "detail": f"mIoU {score['miou']} over {score['points_scored']} labelled returns in "
+                                     f"{score['clouds_scored']} of {score['clouds_in_bag']} clouds "
+                                     f"({score['points_without_prediction']} outside the node's grid)"})
         return {
             "name": spec.name, "description": spec.description, "bag": spec.bag, "graph": f"config/{spec.graph}",
             "accounting": spec.accounting, "wall_s": round(wall_s, 1),
@@ -316,7 +328,7 @@ class StageRun:
                 "level": status.get("level"), "message": status.get("message"),
             },
             "end_to_end_latency_ms": latency,
-            "method_values": {k: status[k] for k in spec.method_values if k in status},
+            "method_values": method_values,
             "checks": checks, "passed": all(c["ok"] for c in checks),
             "recording": str(self.recording), "diagnostics": status,
         }

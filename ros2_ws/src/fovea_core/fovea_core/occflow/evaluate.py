@@ -147,7 +147,8 @@ def plot_real_log(sample: Sample, predictors: dict, cfg: OccFlowConfig, out: Pat
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Evaluate ImplicitO against the dense grid and constant velocity.")
+    parser = argparse.ArgumentParser(prog="fovea eval occflow",
+                                     description="Evaluate ImplicitO against the dense grid and constant velocity.")
     parser.add_argument("--implicit", type=Path, default=Path("models/occflow/implicito.pt"))
     parser.add_argument("--dense", type=Path, default=Path("models/occflow/dense_grid.pt"))
     parser.add_argument("--data-dir", type=Path, default=None, help="simulated cache (default data/occflow/<grid>)")

@@ -27,6 +27,7 @@ METHODS: dict[str, str] = {
     "registration": "fovea_core.registration",
     "tpv": "fovea_core.tpv",
     "hmnet": "fovea_core.events.hmnet",
+    "occflow": "fovea_core.occflow",
     "anomaly": "fovea_core.events.anomaly",
 }
 

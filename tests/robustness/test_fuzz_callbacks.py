@@ -62,11 +62,14 @@ def test_voxel_filter_reasons_for_the_issue_cases(voxel):
         points[name] = rng.uniform(-30, 30, 200)
     reasons = []
     for case in ("x count 2", "x uint8", "byte order", "fine"):
-        msg = array_to_pointcloud2(points)
+        if case == "x count 2":  # room for both values: the layout is consistent, x is not a coordinate
+            wide = np.zeros(200, [("x", "<f4", (2,)), ("y", "<f4"), ("z", "<f4")])
+            wide["x"], wide["y"], wide["z"] = 3.0, 4.0, 1.0
+            msg = array_to_pointcloud2(wide)
+        else:
+            msg = array_to_pointcloud2(points)
         msg.header.stamp.sec = 1000 + len(reasons)
-        if case == "x count 2":
-            msg.fields[0].count = 2
-        elif case == "x uint8":
+        if case == "x uint8":
             msg.fields[0].datatype = 2
         elif case == "byte order":
             msg.is_bigendian = True

@@ -206,7 +206,8 @@ def check_xyz(points: np.ndarray) -> None:
     flat = points.reshape(-1)
     if flat.size == 0:
         return
-    magnitude = np.stack([np.abs(flat[n].astype(np.float64)) for n in XYZ], axis=1)
+    with np.errstate(invalid="ignore", over="ignore"):  # garbage bytes are the case being looked for
+        magnitude = np.stack([np.abs(flat[n].astype(np.float64)) for n in XYZ], axis=1)
     finite = np.isfinite(magnitude).all(axis=1)
     usable = magnitude[finite]
     if usable.size == 0:
@@ -311,10 +312,8 @@ def array_to_pointcloud2(points: np.ndarray, header: Header | None = None, *,
     # each field's byte order; padding bytes of the input are not copied.
     packed_points = points.astype(packed, copy=False)
     names = points.dtype.names
-    if all(name in names for name in ("x", "y", "z")):
-        is_dense = bool(np.all(np.isfinite(points["x"]) & np.isfinite(points["y"]) & np.isfinite(points["z"])))
-    else:
-        is_dense = True
+    # every value of x, y and z finite (sub-array fields too: a reader refuses those, the writer need not)
+    is_dense = all(bool(np.isfinite(points[name]).all()) for name in XYZ if name in names)
     msg = PointCloud2(
         header=header if header is not None else Header(),
         height=int(height),

@@ -160,3 +160,20 @@ def event_packets(draw, width: int = 64, height: int = 48):
                        height=draw(st.sampled_from([height, height, 0, 1, 65535])),
                        seq=draw(st.integers(0, 2**64 - 1)), time_base=draw(st.integers(0, 2**64 - 1)),
                        encoding=encoding, is_bigendian=draw(st.booleans()), events=payload)
+
+
+@st.composite
+def diagnostic_arrays(draw):
+    """/diagnostics traffic from nodes that misbehave: odd levels, names, numbers that are not numbers."""
+    from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+
+    keys = st.sampled_from(["processing_time_p99_ms", "latency_budget_ms", "drops_total", "input_rate_hz/lidar/points",
+                            "inputs/lidar/points", "lifecycle_state", "over_budget", "backlog", "", "x" * 200])
+    values = st.sampled_from(["0", "12.5", "nan", "inf", "-1", "", "n/a", "1e999", "true", "active", "\x00", "9" * 40])
+    statuses = st.builds(
+        lambda level, name, kv, message: DiagnosticStatus(level=level, name=name, message=message,
+                                                          values=[KeyValue(key=k, value=v) for k, v in kv]),
+        st.sampled_from([b"\x00", b"\x01", b"\x02", b"\x03", b"\x07", b"\xff"]),
+        st.sampled_from(["fovea/voxel_filter", "fovea/tpv_occupancy", "fovea/unknown_node", "fovea/", "other/x", ""]),
+        st.lists(st.tuples(keys, values), max_size=8), st.text(max_size=30))
+    return DiagnosticArray(status=draw(st.lists(statuses, max_size=4)))

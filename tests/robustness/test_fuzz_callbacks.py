@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 
 from node_harness import NodeHarness
-from strategies import camera_infos, event_packets, images, pointclouds, stamps
+from strategies import camera_infos, diagnostic_arrays, event_packets, images, pointclouds, stamps
 
 FUZZ = settings(max_examples=80, deadline=None, derandomize=True,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture,
@@ -211,3 +211,70 @@ def test_tpv_every_camera_set_with_a_bad_member_is_counted(tpv, bad_member, imag
         assert sum(node.sync.queue_lengths()) + sync_drops >= 1
     for queue in range(len(node.sync.queue_lengths())):  # next example starts from empty queues
         node.sync._impl._queues[queue].clear()
+
+
+# ------------------------------------------------------------------------------------------- occupancy flow
+@pytest.fixture(scope="module")
+def occupancy_flow():
+    from geometry_msgs.msg import TransformStamped
+    from tf2_msgs.msg import TFMessage
+
+    from fovea_ros.nodes.occupancy_flow_node import OccupancyFlowNode
+
+    harness = NodeHarness(OccupancyFlowNode, {"tf_timeout": 0.0})  # a sweep without TF is dropped at once
+    assert not harness.up_error, harness.up_error
+    odom = TransformStamped()
+    odom.header.frame_id, odom.child_frame_id = "odom", "base_link"
+    odom.transform.rotation.w = 1.0
+    harness.feed("/tf_static", TFMessage(transforms=[odom]))
+    yield harness
+    harness.close()
+
+
+@FUZZ
+@given(cloud=pointclouds())
+def test_occupancy_flow_accounts_for_every_generated_sweep(occupancy_flow, cloud):
+    occupancy_flow.node._last_stamp_ns.clear()
+    accounted_once(occupancy_flow, lambda: occupancy_flow.feed("/lidar/points", cloud))
+
+
+# -------------------------------------------------------------------------------------------- event anomaly
+@pytest.fixture(scope="module")
+def event_anomaly():
+    from fovea_ros.nodes.event_anomaly_node import EventAnomalyNode
+
+    harness = NodeHarness(EventAnomalyNode)
+    assert not harness.up_error, harness.up_error
+    yield harness
+    harness.close()
+
+
+@FUZZ
+@given(packet=event_packets(346, 260), frame=images(346, 260))
+def test_event_anomaly_survives_generated_packets_and_counts_every_frame(event_anomaly, packet, frame):
+    node = event_anomaly.node
+    before = event_anomaly.account()
+    event_anomaly.feed("/event_camera/events", packet)
+    after = event_anomaly.account()
+    assert not after.internal_errors(), f"{after.internal_errors()} ({node._last_error})"
+    assert node.decoder.stats.packets == after.inputs["/event_camera/events"]
+    node._last_stamp_ns.clear()
+    accounted_once(event_anomaly, lambda: event_anomaly.feed("/camera/image_raw", frame))
+
+
+# ------------------------------------------------------------------------------------------------- health
+@pytest.fixture(scope="module")
+def health():
+    from fovea_ros.nodes.health_node import HealthNode
+
+    harness = NodeHarness(HealthNode)
+    assert not harness.up_error, harness.up_error
+    yield harness
+    harness.close()
+
+
+@FUZZ
+@given(msg=diagnostic_arrays())
+def test_health_node_survives_whatever_other_nodes_report(health, msg):
+    health.feed("/diagnostics", msg)
+    assert not health.account().internal_errors(), health.node._last_error

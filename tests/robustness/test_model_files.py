@@ -156,6 +156,37 @@ def test_registration_onnx(case, tmp_path, marker):
     assert_one_line(error, "model_dir", path, ONNX_EXPECT[case])
 
 
+# ------------------------------------------------------------------------- occupancy flow, event anomaly
+FEW_TORCH_CASES = ("missing", "truncated", "wrong_keys", "wrong_shapes", "pickled", "malicious_torch_zip")
+
+
+@pytest.mark.parametrize("case", FEW_TORCH_CASES)
+def test_occupancy_flow_checkpoint_path(case, tmp_path, marker):
+    from fovea_ros.nodes.occupancy_flow_node import OccupancyFlowNode
+
+    path = make_corrupt(case, MODELS / "occflow" / "implicito.pt", tmp_path / "implicito.pt", marker, state_key="model")
+    error = configure_error(OccupancyFlowNode, {"backend": "torch", "checkpoint_path": str(path)})
+    assert_one_line(error, "checkpoint_path", path, TORCH_EXPECT[case])
+
+
+@pytest.mark.parametrize("case", ("truncated", "torch_instead", "malicious_pickle", "sha256_mismatch"))
+def test_occupancy_flow_encoder_path(case, tmp_path, marker):
+    from fovea_ros.nodes.occupancy_flow_node import OccupancyFlowNode
+
+    path = make_corrupt(case, MODELS / "occflow" / "implicito_encoder.onnx", tmp_path / "encoder.onnx", marker)
+    error = configure_error(OccupancyFlowNode, {"encoder_path": str(path)})
+    assert_one_line(error, "encoder_path", path, ONNX_EXPECT[case])
+
+
+@pytest.mark.parametrize("case", FEW_TORCH_CASES)
+def test_event_anomaly_model_path(case, tmp_path, marker):
+    from fovea_ros.nodes.event_anomaly_node import EventAnomalyNode
+
+    path = make_corrupt(case, MODELS / "anomaly" / "anomaly.pt", tmp_path / "anomaly.pt", marker, state_key="sync_net")
+    assert_one_line(configure_error(EventAnomalyNode, {"model_path": str(path)}), "model_path", path,
+                    TORCH_EXPECT[case])
+
+
 # ------------------------------------------------------------------- what a user sees: one line, exit 2
 def only_lines(run) -> list[str]:
     return [line for line in (run.stdout + run.stderr).splitlines() if line.strip()]

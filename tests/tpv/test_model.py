@@ -70,3 +70,40 @@ def test_gpu_config_trains_one_step_on_cuda():
     vox, p = model(images, ego2img, pts)
     (vox.mean() + p.mean()).backward()
     assert vox.shape == (1, cfg.num_classes, 200, 200, 16)
+
+
+def test_cameras_sampled_only_where_they_see_equal_the_exported_dense_graph(monkeypatch):
+    """Eager PyTorch samples each camera only for the queries it sees; the traced graph samples all and masks.
+    Same numbers, same gradients."""
+    from dataclasses import replace
+
+    from fovea_core.tpv import attention
+
+    cfg = replace(TINY, point_image_features=True)
+    model = build_model(cfg).train()
+    images, ego2img, _ = _inputs(cfg)
+    points = (torch.rand(1, 40, 3) - 0.5) * torch.tensor([16.0, 16.0, 4.0]) + torch.tensor([0, 0, 2.0])
+
+    def run():
+        model.zero_grad()
+        vox, pts = model(images, ego2img, points)
+        (vox.square().mean() + pts.square().mean()).backward()
+        return vox.detach(), pts.detach(), model.backbone.stem[0].weight.grad.clone()
+
+    sparse = run()
+    monkeypatch.setattr(attention.ImageCrossAttention, "_sample_visible", attention.ImageCrossAttention._sample_all)
+    dense = run()
+    for a, b in zip(sparse, dense):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
+
+
+def test_image_blind_network_ignores_the_images():
+    from dataclasses import replace
+
+    model = build_model(replace(TINY, use_images=False)).eval()
+    images, ego2img, pts = _inputs(TINY)
+    with torch.no_grad():
+        a = model(images, ego2img, pts)
+        b = model(torch.zeros_like(images), ego2img, pts)
+    assert model.backbone is None and all(blk.cross is None for blk in model.blocks)
+    torch.testing.assert_close(a[0], b[0]) and torch.testing.assert_close(a[1], b[1])

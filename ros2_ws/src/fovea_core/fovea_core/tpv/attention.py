@@ -38,27 +38,64 @@ class ImageCrossAttention(nn.Module):
         N = features[0].shape[1]
         offsets = self.offsets(query).view(B, Q, H, L, R, K, 2)
         weights = self.weights(query).view(B, Q, H, L * R * K).softmax(-1).view(B, Q, H, L, R, K)
+        sparse = not (torch.jit.is_tracing() or torch.onnx.is_in_onnx_export())
         outputs = []
         for b in range(B):
             pixels, _, visible = project_points(ref_points, ego2img[b], image_size)  # (N, Q, R, 2), (N, Q, R)
             base = pixels_to_grid(pixels, image_size)
-            hit = visible.any(-1).to(query.dtype)                                   # (N, Q): camera sees pillar
-            count = hit.sum(0).clamp(min=1.0)                                        # (Q,)
-            acc = query.new_zeros(N, H, C // H, Q)
-            for lvl in range(L):
-                feat = features[lvl][b]                                              # (N, C, h, w)
-                h, w = feat.shape[-2:]
-                value = self.value(feat.flatten(2).transpose(1, 2)).transpose(1, 2).reshape(N * H, C // H, h, w)
-                scale = torch.tensor([2.0 / w, 2.0 / h], dtype=query.dtype)          # offsets in level pixels
-                off = offsets[b, :, :, lvl] * scale                                  # (Q, H, R, K, 2)
-                grid = base.unsqueeze(2).unsqueeze(4) + off.unsqueeze(0)             # (N, Q, H, R, K, 2)
-                grid = grid.permute(0, 2, 1, 3, 4, 5).reshape(N * H, Q, R * K, 2)
-                sampled = F.grid_sample(value, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
-                wl = weights[b, :, :, lvl].permute(1, 0, 2, 3).reshape(1, H, 1, Q, R * K)
-                acc = acc + (sampled.view(N, H, C // H, Q, R * K) * wl).sum(-1)
-            acc = acc * hit.view(N, 1, 1, Q)
-            outputs.append(acc.sum(0).reshape(C, Q).transpose(0, 1) / count.unsqueeze(1))
+            hit = visible.any(-1)                                                     # (N, Q): camera sees pillar
+            count = hit.to(query.dtype).sum(0).clamp(min=1.0)                        # (Q,)
+            values = [self.value(f[b].flatten(2).transpose(1, 2)).transpose(1, 2).reshape(
+                N * H, C // H, *f.shape[-2:]) for f in features]                    # per level (N*H, C/H, h, w)
+            if sparse:
+                acc = self._sample_visible(values, base, hit, offsets[b], weights[b])
+            else:
+                acc = self._sample_all(values, base, hit, offsets[b], weights[b])
+            outputs.append(acc.reshape(C, Q).transpose(0, 1) / count.unsqueeze(1))
         return self.out(torch.stack(outputs))
+
+    def _level_grid(self, base, offsets, lvl: int, value):
+        h, w = value.shape[-2:]
+        scale = torch.tensor([2.0 / w, 2.0 / h], dtype=offsets.dtype)          # offsets in level pixels
+        return base.unsqueeze(2).unsqueeze(4) + (offsets[:, :, lvl] * scale).unsqueeze(0)  # (N, Q, H, R, K, 2)
+
+    def _sample_all(self, values, base, hit, offsets, weights):
+        """Every camera samples for every query, then cameras that miss the pillar are masked out: one graph of
+        fixed shape (what ONNX / TensorRT get)."""
+        N, Q = hit.shape
+        H, R, K = self.heads, self.refs, self.k
+        acc = None
+        for lvl, value in enumerate(values):
+            grid = self._level_grid(base, offsets, lvl, value)
+            grid = grid.permute(0, 2, 1, 3, 4, 5).reshape(N * H, Q, R * K, 2)
+            sampled = F.grid_sample(value, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+            wl = weights[:, :, lvl].permute(1, 0, 2, 3).reshape(1, H, 1, Q, R * K)
+            term = (sampled.view(N, H, -1, Q, R * K) * wl).sum(-1)
+            acc = term if acc is None else acc + term
+        return (acc * hit.to(acc.dtype).view(N, 1, 1, Q)).sum(0)                 # (H, C/H, Q)
+
+    def _sample_visible(self, values, base, hit, offsets, weights):
+        """The same sum, sampling each camera only for the queries whose pillar it sees (most see one or two
+        of six): the same numbers as ``_sample_all`` (tested) at a fraction of the work, for eager PyTorch."""
+        N, Q = hit.shape
+        H, R, K = self.heads, self.refs, self.k
+        acc = None
+        for n in range(N):
+            idx = torch.nonzero(hit[n]).squeeze(1)
+            if idx.numel() == 0:
+                continue
+            part = None
+            for lvl, value in enumerate(values):
+                grid = self._level_grid(base[n:n + 1, idx], offsets[idx], lvl, value)[0]   # (q, H, R, K, 2)
+                grid = grid.permute(1, 0, 2, 3, 4).reshape(H, -1, R * K, 2)
+                v = value.view(N, H, -1, *value.shape[-2:])[n]                              # (H, C/H, h, w)
+                sampled = F.grid_sample(v, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+                wl = weights[idx, :, lvl].permute(1, 0, 2, 3).reshape(H, 1, -1, R * K)
+                term = (sampled * wl).sum(-1)                                               # (H, C/H, q)
+                part = term if part is None else part + term
+            full = part.new_zeros(H, part.shape[1], Q).index_add(2, idx, part)
+            acc = full if acc is None else acc + full
+        return acc if acc is not None else values[0].new_zeros(H, values[0].shape[1], Q)
 
 
 class HybridAttention(nn.Module):

@@ -59,11 +59,15 @@ def mirror_image_intrinsics(K: np.ndarray, width: int) -> np.ndarray:
     return K
 
 
-def grid_symmetry(frame: Frame, cfg: TPVConfig, rng: np.random.Generator, max_shift_cells: int = 5) -> Frame:
+def grid_symmetry(frame: Frame, cfg: TPVConfig, rng: np.random.Generator, max_shift_cells=(5, 5),
+                  rotate: bool = True) -> Frame:
+    """``rotate`` False keeps the driving direction (mirror and shifts only): the street stays a street along x,
+    only where things are along it changes, as it does when the car drives on."""
     if not grid_is_symmetric(cfg):
         raise ValueError("grid_symmetry needs a square grid centred on base_link")
-    turns, mirror = int(rng.integers(4)), bool(rng.random() < 0.5)
-    shift = tuple(int(v) for v in rng.integers(-max_shift_cells, max_shift_cells + 1, size=2))
+    turns, mirror = (int(rng.integers(4)) if rotate else 0), bool(rng.random() < 0.5)
+    sx, sy = (max_shift_cells, max_shift_cells) if np.isscalar(max_shift_cells) else max_shift_cells
+    shift = (int(rng.integers(-sx, sx + 1)), int(rng.integers(-sy, sy + 1)))
     A = symmetry_transform(turns, mirror, shift, cfg.voxel_size[0])
     points = (frame.points.astype(np.float64) @ A[:3, :3].T + A[:3, 3]).astype(np.float32)
     cam2ego = A @ frame.cam2ego

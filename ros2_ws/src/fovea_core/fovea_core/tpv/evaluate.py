@@ -122,7 +122,7 @@ def build_methods(args, cfg, train_frames) -> tuple[dict, dict]:
     models["camera"] = (camera, str(args.checkpoint), info)
     methods["camera model"] = TorchMethod(camera)
     methods["camera model, grey images"] = TorchMethod(camera, grey=True)
-    if args.blind_checkpoint and Path(args.blind_checkpoint).exists():
+    if args.blind_checkpoint and Path(args.blind_checkpoint).is_file():
         blind, binfo = load_checkpoint(args.blind_checkpoint)
         models["blind"] = (blind, str(args.blind_checkpoint), binfo)
         methods["image-blind network"] = TorchMethod(blind)
@@ -148,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="fovea eval tpv", description=__doc__.splitlines()[0] +
                                      " (--generated: the generated-scene evaluation and architecture ablation)")
     parser.add_argument("--checkpoint", type=Path, default=DEFAULT_CKPT, help="the camera model")
-    parser.add_argument("--blind-checkpoint", type=Path, default=DEFAULT_BLIND, help="the image-blind network")
+    parser.add_argument("--blind-checkpoint", default=str(DEFAULT_BLIND), help="the image-blind network (\"\": skip)")
     parser.add_argument("--extra", nargs="*", metavar="NAME=CKPT", help="more checkpoints to score (ablation rows)")
     parser.add_argument("--onnx", default=str(DEFAULT_ONNX), help="also score this export, as the node runs it (\"\": skip)")
     parser.add_argument("--data-root", type=Path, default=None, help="PandaSet sequence (default: shared data)")

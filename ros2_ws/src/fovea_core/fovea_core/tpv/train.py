@@ -99,8 +99,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--backbone", default=None, choices=["tiny", "small", "resnet50", "resnet101"])
     parser.add_argument("--point-image-features", action="store_true")
     parser.add_argument("--aux-2d-weight", type=float, default=None)
-    parser.add_argument("--augment", default=None, choices=["none", "symmetry"],
-                        help="grid symmetries of the scene (default: symmetry on PandaSet, none on generated)")
+    parser.add_argument("--augment", default=None, choices=["none", "symmetry", "shift"],
+                        help="symmetry: quarter turns, mirror and shifts of the scene; shift: mirror and shifts "
+                             "only (mostly along the drive); default: shift on PandaSet, none on generated")
+    parser.add_argument("--shift-cells", type=int, nargs=2, default=None, metavar=("X", "Y"),
+                        help="largest shift in cells (default 5 5 for symmetry, 10 2 for shift)")
     parser.add_argument("--photometric", type=float, default=0.0, help="colour jitter strength (0 = off)")
     parser.add_argument("--drop-cameras", type=float, default=0.0, help="probability of dropping some cameras")
     parser.add_argument("--points", type=int, default=2048, help="lidar points per step for the point loss")
@@ -147,9 +150,11 @@ def build_task(args: argparse.Namespace, ctx: RunContext) -> TrainTask:
     frames = load_training_frames(args, cfg, ctx)
     if not frames:
         raise TaskError("no training frames (check --data-root / --train-scenes)")
-    symmetry = (args.augment or ("symmetry" if args.data == "pandaset" else "none")) == "symmetry"
+    mode = args.augment or ("shift" if args.data == "pandaset" else "none")
+    symmetry = mode != "none"
+    shift_cells = tuple(args.shift_cells or ((5, 5) if mode == "symmetry" else (10, 2)))
     if symmetry and not augment.grid_is_symmetric(cfg):
-        raise TaskError("--augment symmetry needs a square grid centred on base_link (use --augment none)")
+        raise TaskError(f"--augment {mode} needs a square grid centred on base_link (use --augment none)")
     labels = np.concatenate([f.voxel_labels.ravel() for f in frames])
     weights = class_weights(torch.from_numpy(np.bincount(labels[labels >= 0], minlength=cfg.num_classes)))
     model = build_model(cfg, args.variant)
@@ -158,13 +163,13 @@ def build_task(args: argparse.Namespace, ctx: RunContext) -> TrainTask:
         loaded, fresh = load_matching_weights(model, args.init)
         init_note = {"from": str(args.init), "tensors_loaded": loaded, "left_initial": fresh}
         ctx.log(f"[tpv] initialised {loaded} tensors from {args.init}; new: {fresh or 'none'}")
-    ctx.log(f"[tpv] {len(frames)} {args.data} frames; grid symmetries {'on' if symmetry else 'off'}; "
+    ctx.log(f"[tpv] {len(frames)} {args.data} frames; augmentation {mode} (shifts up to {shift_cells} cells); "
             f"images {'off' if not cfg.use_images else f'{cfg.image_width}x{cfg.image_height}'}")
 
     def batches(rng: np.random.Generator):
         frame = frames[int(rng.integers(len(frames)))]
         if symmetry:
-            frame = augment.grid_symmetry(frame, cfg, rng)
+            frame = augment.grid_symmetry(frame, cfg, rng, shift_cells, rotate=mode == "symmetry")
         if args.drop_cameras:
             frame = augment.drop_cameras(frame, rng, probability=args.drop_cameras)
         if args.photometric:
@@ -192,7 +197,8 @@ def build_task(args: argparse.Namespace, ctx: RunContext) -> TrainTask:
         trained = trained.cpu().eval()
         info = {"data": args.data, "frames": len(frames), "iterations": summary["steps"],
                 "seconds": summary["train_seconds"], "points_per_step": args.points,
-                "augment": {"grid_symmetry": symmetry, "photometric": args.photometric,
+                "augment": {"grid_symmetry": symmetry, "mode": mode, "shift_cells": list(shift_cells),
+                            "photometric": args.photometric,
                             "drop_cameras": args.drop_cameras},
                 "init": init_note, "final_loss": round(summary["recent_means"].get("loss", float("nan")), 4),
                 "recent_means": {k: round(v, 4) for k, v in summary["recent_means"].items()},
@@ -205,7 +211,8 @@ def build_task(args: argparse.Namespace, ctx: RunContext) -> TrainTask:
         optimizer=lambda m: torch.optim.AdamW(m.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay),
         schedule=lambda opt, budget: ProgressLR(opt, warmup_cosine(0.05)),
         clip_grad_norm=5.0,
-        config={"model": cfg.to_dict(), "variant": args.variant, "data": args.data, "symmetry": symmetry,
+        config={"model": cfg.to_dict(), "variant": args.variant, "data": args.data, "augment": mode,
+                "shift_cells": list(shift_cells),
                 "photometric": args.photometric, "drop_cameras": args.drop_cameras, "points": args.points,
                 "init": str(args.init) if args.init else None})
 

@@ -126,7 +126,7 @@ def test_real_davis_bag_scores_every_frame(peer, anomaly_node):
     values, _ = node_values(diagnostics)
     detail = f"{[(m.method, m.score, m.events_in_step) for m in scores]}; node: {values}"
     assert all(np.isfinite(m.score) for m in scores[2:]) and scores[0].state == StreamAnomaly.STARTING, detail
-    assert all(m.method == "learned" and m.events_in_step > 1000 for m in scores[1:]), detail
+    assert all(m.method == "classical" and m.events_in_step > 1000 for m in scores[1:]), detail
     assert proc.poll() is None
 
 

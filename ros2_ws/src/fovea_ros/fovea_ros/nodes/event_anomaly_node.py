@@ -50,7 +50,8 @@ class EventAnomalyNode(FoveaNode):
         Param("frames_topic", "/camera/image_raw", "sensor_msgs/Image input (the frame camera)"),
         Param("score_topic", "~/score", "fovea_msgs/StreamAnomaly output"),
         Param("model_path", "models/anomaly/anomaly.pt", "anomaly model file (weights_only torch file)"),
-        Param("method", "learned", "sync features feeding the score", choices=("learned", "classical", "rule")),
+        Param("method", "classical", "sync features feeding the score (config/event_anomaly.yaml says why)",
+              choices=("classical", "learned", "rule")),
         Param("threshold_scale", 1.0, "multiplies the calibrated threshold (site tuning; 1 = as calibrated)",
               min_value=0.1, max_value=100.0, dynamic=True),
         Param("error_ratio", 3.0, "window score this many thresholds or more is ERROR", min_value=1.0,
@@ -75,7 +76,7 @@ class EventAnomalyNode(FoveaNode):
             from fovea_core.events.anomaly.scoring import onnx_window_runner
 
             onnx_dir = resolve_data_path(self.params.onnx_dir)
-            for name in {self.params.method, "events"} - {"rule"}:
+            for name in {self.params.method} - {"rule"}:
                 path = onnx_dir / f"ar_{name}.onnx"
                 if not path.is_file():
                     raise ParameterError(f"parameter 'onnx_dir': no {path.name} in {onnx_dir}")

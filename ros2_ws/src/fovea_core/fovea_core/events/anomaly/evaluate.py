@@ -276,7 +276,8 @@ def main(argv: list[str] | None = None) -> int:
                                       f"simulated held-out ({len(normals)} x {args.duration:g} s, seeds "
                                       f"{TEST_SEEDS.start}-{TEST_SEEDS.start + len(normals) - 1})", log=log)
     if "davis" in args.sets:
-        results["davis"] = evaluate_set(models, davis_normals(), (0.45, 1.0), all_kinds,
+        # the clip has 12 frame steps: the fault covers steps 5-9, so a stalled frame stream resumes before the end
+        results["davis"] = evaluate_set(models, davis_normals(), (0.4, 0.8), all_kinds,
                                         "real DAVIS346 clip (E-MLB demo-01, MIT) + 3 mirror images", log=log)
     if "libcaer" in args.sets:
         results["libcaer"] = evaluate_set(models, libcaer_normals(), (0.45, 0.75), F.EVENT_ONLY_FAULTS,

@@ -53,6 +53,12 @@ def _drop_unordered(frames: FrameStream) -> FrameStream:
     return frames.select(keep)
 
 
+def _duration(start: int, end: int) -> str:
+    """A severity label for a duration, to 10 ms (the same nominal fault on sequences of slightly different
+    length gets one label)."""
+    return f"{int(round((end - start) / 1e7)) * 10} ms"
+
+
 def _in(t: np.ndarray, start: int, end: int) -> np.ndarray:
     return (t >= start) & (t < end)
 
@@ -85,13 +91,13 @@ def frozen(s: EventFrameStreams, start: int, end: int):
 
 def frame_stall(s: EventFrameStreams, start: int, end: int):
     keep = ~_in(s.frames.stamps, start, end)
-    return s.with_(frames=s.frames.select(keep)), FaultInterval("frame_stall", start, end, f"{(end - start) / MS:g} ms",
+    return s.with_(frames=s.frames.select(keep)), FaultInterval("frame_stall", start, end, _duration(start, end),
                                                                 "frames")
 
 
 def event_gap(s: EventFrameStreams, start: int, end: int):
     keep = ~_in(s.events["t"], start, end)
-    return s.with_(events=s.events[keep]), FaultInterval("event_gap", start, end, f"{(end - start) / MS:g} ms", "events")
+    return s.with_(events=s.events[keep]), FaultInterval("event_gap", start, end, _duration(start, end), "events")
 
 
 def _merge(events: np.ndarray, extra: np.ndarray) -> np.ndarray:

@@ -3,7 +3,7 @@
 A suite (``suites:`` in ``config/demo.yaml``) names a graph (``fovea run GRAPH --processes``: the managed
 nodes start unconfigured and the lifecycle manager brings them up, as ``launch/fovea_suite.launch.py`` does
 on a robot), the stages whose bags it replays at once (``replay``: each a stage name, optionally with
-``remaps`` so that two bags' topics do not collide), and the stages whose books it checks (``members``: each
+``topics`` (default: the stage's), ``remaps`` so that two bags' topics do not collide, and ``reliability``), and the stages whose books it checks (``members``: each
 a stage name with optional overrides of its spec, e.g. ``inputs`` after a remap). Each member's books are the
 stage's own (:class:`~fovea_ros.demo.stages.StageRun` checks), on one shared probe and one recording of every
 member's outputs, ``/diagnostics`` and ``/fovea/health``. The suite itself also checks that the lifecycle
@@ -41,6 +41,7 @@ class SuiteSpec:
     description: str = ""
     query: dict = field(default_factory=dict)   # a planner query asked after the replay (x, y, z, t, frame)
     node_parameters: dict = field(default_factory=dict)   # executable -> parameter overrides for this run
+    rate: float = 1.0                           # replay rate, times fovea demo's --rate
 
 
 def load_suites(path: str | Path) -> list[SuiteSpec]:
@@ -63,7 +64,7 @@ def _member_spec(stages: dict[str, StageSpec], entry: dict, suite: str) -> Stage
 class SuiteRun:
     def __init__(self, spec: SuiteSpec, stages: list[StageSpec], repo: Path, config: Path, out: Path,
                  rate: float = 1.0) -> None:
-        self.spec, self.repo, self.config, self.rate = spec, repo, config, rate
+        self.spec, self.repo, self.config, self.rate = spec, repo, config, rate * spec.rate
         by_name = {s.name: s for s in stages}
         self.out = out / spec.name
         self.recording = self.out / "recording"
@@ -75,11 +76,15 @@ class SuiteRun:
             if stage is None:
                 raise ValueError(f"suite {spec.name}: replay names no known stage: {entry}")
             remaps = dict(entry.get("remaps") or {})
+            topics = list(entry.get("topics") or stage.replay)   # more of the bag than the stage replays
             with BagReader(repo / stage.bag) as bag:
                 bag_types = {t.name: t.msgtype for t in bag.topics}
-            self.replays.append((stage.bag, list(stage.replay), remaps))
+            missing = set(topics) - set(bag_types)
+            if missing:
+                raise ValueError(f"suite {spec.name}: {stage.bag} has no topics {sorted(missing)}")
+            self.replays.append((stage.bag, topics, remaps))
             self.reliability[stage.bag] = entry.get("reliability")
-            self.types.update({remaps.get(t, t): bag_types[t] for t in stage.replay})
+            self.types.update({remaps.get(t, t): bag_types[t] for t in topics})
         self.members = []
         for entry in spec.members:
             member = _member_spec(by_name, entry, spec.name)
@@ -87,7 +92,7 @@ class SuiteRun:
             source = next((bag for bag, topics, remaps in self.replays
                            if member.inputs[0] in {remaps.get(t, t) for t in topics}), member.bag)
             member = dataclasses.replace(member, bag=source)
-            run = StageRun(member, repo, config, out, rate=rate, bag_types={**self.types, **member.outputs})
+            run = StageRun(member, repo, config, out, rate=self.rate, bag_types={**self.types, **member.outputs})
             run.recording = self.recording
             self._remapped_stamps(run)
             self.members.append(run)

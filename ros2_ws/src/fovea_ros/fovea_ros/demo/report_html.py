@@ -82,7 +82,11 @@ def picture_camera(spec: dict, sources: dict) -> str:
     if msg.encoding == "bgr8":
         pixels = pixels[..., ::-1]
     fig, ax = plt.subplots(figsize=(6, 6 * pixels.shape[0] / pixels.shape[1]))
-    ax.imshow(pixels, cmap="gray" if pixels.ndim == 2 else None)
+    if pixels.ndim == 2:  # mono (a DAVIS APS frame): stretched to its own range, as an image viewer does
+        lo, hi = np.percentile(pixels, [1, 99])
+        ax.imshow(pixels, cmap="gray", vmin=lo, vmax=max(hi, lo + 1))
+    else:
+        ax.imshow(pixels)
     ax.set_axis_off()
     return _png(fig)
 

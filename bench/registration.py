@@ -1,14 +1,24 @@
-"""Registration benchmark: time per pair for VBReg (torch, onnxruntime) vs RANSAC on the same correspondences,
-and scan-to-keyframe odometry rate on a 20k-point scan sequence with the onnxruntime backend.
+"""Registration benchmark on a real lidar sequence: Fovea odometry vs KISS-ICP, and global registration
+VBReg vs SC2 vs RANSAC, in one run.
 
-    python bench/registration.py [--out bench/results]
+    python bench/registration.py [--out bench/results] [--data-root ../shared/data/tpv/pandaset_002]
 
-Data: the real outdoor lidar pair (shared/data/registration/outdoor_lidar_scan_pair). Correspondences: FPFH
-at a 0.25 m voxel, one-way nearest neighbours, random subsets of 1k and 5k. Odometry sequence: --frames
-scans of 20k points each, drawn at random from the real target scan and seen from poses 0.5 m / 1° apart,
-run with the configured odometry settings (config/registration.yaml: random cap of 300 matches, one
-onnxruntime thread) and with the earlier settings (onnxruntime's default threads), interleaved in the same run.
-Writes registration.json; the last printed line is the headline ratio.
+Data: PandaSet sequence 002, frames 00-55 (56 real Pandar64 sweeps at 10 Hz, 9 m of driving), each sweep
+moved from world coordinates into its body frame with lidar/poses.json (fovea_core.registration.sequence).
+PandaSet by Hesai and Scale AI, CC BY 4.0 + PandaSet Dataset Terms of Use (see the data's PROVENANCE.md).
+
+1. Odometry. Fovea (scan-to-map VGICP on small_gicp, VBReg fallback; config/registration.yaml values) and
+   KISS-ICP 1.3.0 (its defaults; deskew off because PandaSet's points are already motion-compensated — on,
+   its RPE is worse here), each with one thread and with all threads, interleaved round by round so all see
+   the same load. Per run: rate (scans / second of registration calls), relative pose error per frame, end
+   drift, relative translation error over 2/4/6/8 m segments.
+2. Global registration. Pairs (i, i + gap) for gaps 1, 5, 10, 20, 40 frames, the source turned by a random
+   rotation (uniform on SO(3)) so no method gets an initial guess; one FPFH front end (voxel --global-voxel,
+   mutual faiss matches, a random cap of --correspondences) shared by VBReg, SC2 and Open3D RANSAC. Success:
+   RE < 5 deg and TE < 0.6 m (the KITTI rule). Also timed: the front end's descriptor matching with faiss
+   against the numpy matrix product it replaced, and VBReg on a compatibility-guided top-K subset.
+
+Writes registration.json (+ registration_trajectory.png); the last printed line is the headline.
 """
 from __future__ import annotations
 
@@ -16,195 +26,308 @@ import argparse
 import json
 import os
 import platform
-import statistics
 import time
+from dataclasses import replace
 from pathlib import Path
 
-# The node runs with one OpenMP thread (launch/registration.launch.py): Open3D's FPFH and the network's runtime
-# otherwise fight over the cores. Measure what the node runs; must be set before numpy/Open3D load.
-os.environ.setdefault("OMP_NUM_THREADS", "1")
+import numpy as np
 
-import numpy as np  # noqa: E402
-import torch
-
-from fovea_core.registration.evaluate import load_real_pairs
-from fovea_core.registration.features import describe, match_clouds
+from fovea_core.geometry.transforms import invert_rigid
+from fovea_core.registration.features import Correspondences, describe, match_clouds
+from fovea_core.registration.odometry import LidarOdometry, OdometryConfig
+from fovea_core.registration.icp import IcpConfig
 from fovea_core.registration.pipeline import Registration, RegistrationConfig
-from fovea_core.registration.rigid import (
-    apply_transform, axis_angle_to_matrix, make_transform, rotation_error_deg, translation_error,
-)
+from fovea_core.registration.rigid import apply_transform, make_transform, rotation_error_deg, translation_error
+from fovea_core.registration.sequence import load_sweeps
+from fovea_core.registration.threads import limited_threads
+
+SEGMENTS_M = (2.0, 4.0, 6.0, 8.0)
+GAPS = (1, 5, 10, 20, 40)
+SUCCESS_RE_DEG, SUCCESS_TE_M = 5.0, 0.6
 
 
-def time_solver(registration: Registration, corr, method: str, repeats: int) -> tuple[float, float, float]:
-    """Median seconds per pair of one solver (network + voting for VBReg) and its last RE/TE."""
-    cfg = registration.config
-    times, solved = [], None
-    for _ in range(repeats):
+# ---------------------------------------------------------------------------------------------- odometry
+class FoveaRunner:
+    def __init__(self, threads: int, global_voxel: float):
+        self.threads, self.global_voxel = threads, global_voxel
+
+    def start(self):
+        registration = Registration(RegistrationConfig.outdoor(backend="onnxruntime", voxel_size=self.global_voxel,
+                                                               max_correspondences=1000, threads=self.threads))
+        self.odometry = LidarOdometry(OdometryConfig(icp=IcpConfig(threads=self.threads)), registration)
+
+    def step(self, sweep) -> np.ndarray:
+        result = self.odometry.step(sweep.points, sweep.stamp_ns)
+        return result.pose if result.pose is not None else None
+
+
+class KissRunner:
+    def __init__(self, threads: int, deskew: bool = False):
+        self.threads, self.deskew = threads, deskew
+
+    def start(self):
+        from kiss_icp.config import KISSConfig
+        from kiss_icp.kiss_icp import KissICP
+
+        config = KISSConfig()
+        config.data.deskew = self.deskew
+        config.mapping.voxel_size = config.data.max_range / 100.0  # what its pipeline sets when unset
+        config.registration.max_num_threads = self.threads
+        self.kiss = KissICP(config)
+
+    def step(self, sweep) -> np.ndarray:
+        self.kiss.register_frame(sweep.points, sweep.relative_times)
+        return self.kiss.last_pose.copy()
+
+
+def run_sequence(runner, sweeps) -> tuple[float, list]:
+    runner.start()
+    poses, seconds = [], 0.0
+    for sweep in sweeps:
         tic = time.perf_counter()
-        solved = registration.solve(corr, cfg.__class__(**{**cfg.__dict__, "method": method}), {})
-        times.append(time.perf_counter() - tic)
-    return statistics.median(times), solved
+        pose = runner.step(sweep)
+        seconds += time.perf_counter() - tic
+        poses.append(pose if pose is not None else (poses[-1] if poses else np.eye(4)))
+    return seconds, poses
 
 
-def odometry_sequence(world: np.ndarray, frames: int, points: int, rng) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    poses, scans = [], []
-    for k in range(frames):
-        pose = make_transform(axis_angle_to_matrix(np.array([0, 0, np.radians(1.0 * k)])), np.array([0.5 * k, 0, 0]))
-        subset = world[rng.choice(len(world), points, replace=False)]
-        scans.append(apply_transform(np.linalg.inv(pose), subset) + rng.normal(size=(points, 3)) * 0.01)
-        poses.append(pose)
-    return scans, poses
+def trajectory_metrics(estimates: list, sweeps) -> dict:
+    truths = [invert_rigid(sweeps[0].pose) @ sweep.pose for sweep in sweeps]
+    rpe_t, rpe_r = [], []
+    for i in range(1, len(sweeps)):
+        estimate, truth = invert_rigid(estimates[i - 1]) @ estimates[i], invert_rigid(truths[i - 1]) @ truths[i]
+        rpe_t.append(translation_error(estimate, truth))
+        rpe_r.append(rotation_error_deg(estimate, truth))
+    distance = np.concatenate([[0.0], np.cumsum([np.linalg.norm(truths[i][:3, 3] - truths[i - 1][:3, 3])
+                                                 for i in range(1, len(truths))])])
+    segments = {}
+    for length in SEGMENTS_M:
+        errors = []
+        for i in range(len(truths)):
+            later = np.flatnonzero(distance >= distance[i] + length)
+            if not len(later):
+                break
+            j = later[0]
+            estimate, truth = invert_rigid(estimates[i]) @ estimates[j], invert_rigid(truths[i]) @ truths[j]
+            errors.append(translation_error(estimate, truth) / (distance[j] - distance[i]))
+        segments[f"{length:g}m"] = {"segments": len(errors), "rte_percent": 100.0 * float(np.mean(errors))
+                                    if errors else None}
+    return {
+        "rpe_translation_m": float(np.mean(rpe_t)), "rpe_rotation_deg": float(np.mean(rpe_r)),
+        "rpe_translation_max_m": float(np.max(rpe_t)),
+        "end_drift_m": translation_error(estimates[-1], truths[-1]),
+        "end_drift_deg": rotation_error_deg(estimates[-1], truths[-1]),
+        "path_length_m": float(distance[-1]), "rte": segments,
+    }
 
 
-def run_odometry(registration: Registration, scans, keyframe_distance=1.0, keyframe_angle=10.0):
-    """The node's odometry loop without ROS: describe each scan once, register to the keyframe. Returns the
-    wall time, the trajectory, the failure count and per-frame stage times (seconds)."""
-    keyframe, pose_keyframe, trajectory, failures = None, np.eye(4), [], 0
-    stages = {name: [] for name in ("describe", "matching", "network", "voting", "fitness")}
-    tic = time.perf_counter()
-    for points in scans:
-        start = time.perf_counter()
-        scan = registration.prepare(points, "scan")
-        stages["describe"].append(time.perf_counter() - start)
-        if keyframe is None:
-            keyframe, pose = scan, np.eye(4)
-        else:
-            result = registration.register_prepared(scan, keyframe)
-            timings = result.timings
-            stages["matching"].append(timings["features"])
-            stages["network"].append(timings.get("network", 0.0))
-            stages["voting"].append(timings["solve"] - timings.get("network", 0.0))
-            stages["fitness"].append(timings["total"] - timings["features"] - timings["solve"])
-            if not result.success:
-                failures += 1
-                trajectory.append(trajectory[-1])
+def benchmark_odometry(sweeps, args) -> dict:
+    all_threads = os.cpu_count() or 1
+    runners = {
+        "fovea_1_thread": FoveaRunner(1, args.global_voxel), "kiss_icp_1_thread": KissRunner(1),
+        f"fovea_{all_threads}_threads": FoveaRunner(all_threads, args.global_voxel),
+        f"kiss_icp_{all_threads}_threads": KissRunner(all_threads),
+        "kiss_icp_1_thread_deskew": KissRunner(1, deskew=True),
+    }
+    rates = {name: [] for name in runners}
+    results = {}
+    for round_index in range(args.rounds):
+        for name, runner in runners.items():
+            if name.endswith("deskew") and round_index:  # accuracy reference only: one round
                 continue
-            pose = pose_keyframe @ result.transform
-            moved = np.linalg.norm(result.transform[:3, 3])
-            turned = rotation_error_deg(result.transform, np.eye(4))
-            if moved > keyframe_distance or turned > keyframe_angle:
-                keyframe, pose_keyframe = scan, pose
-        trajectory.append(pose)
-    return time.perf_counter() - tic, trajectory, failures, stages
-
-
-def odometry_settings(args, baseline: bool) -> dict:
-    """Registration settings of one odometry run: the configured fast path, or the committed baseline
-    (random 300-match subset, onnxruntime's default threads) it is compared against in the same run."""
-    if baseline:
-        return {"voxel_size": args.odometry_voxel, "max_correspondences": 300, "correspondence_selection": "random",
-                "network_threads": 0}
-    return {"voxel_size": args.odometry_voxel, "max_correspondences": args.odometry_correspondences,
-            "correspondence_selection": args.odometry_selection, "network_threads": args.odometry_network_threads}
-
-
-def trajectory_errors(trajectory, poses) -> dict:
-    """End drift and mean/max pose error over the whole sequence, against the known poses."""
-    truths = [np.linalg.inv(poses[0]) @ pose for pose in poses]
-    te = [translation_error(est, truth) for est, truth in zip(trajectory, truths)]
-    re = [rotation_error_deg(est, truth) for est, truth in zip(trajectory, truths)]
-    return {"final_translation_error_m": te[-1], "final_rotation_error_deg": re[-1],
-            "mean_translation_error_m": float(np.mean(te)), "max_translation_error_m": float(np.max(te)),
-            "mean_rotation_error_deg": float(np.mean(re)), "max_rotation_error_deg": float(np.max(re))}
-
-
-def benchmark_odometry(scans, poses, args) -> dict:
-    """Fast path and baseline, interleaved round by round on the same scans so both see the same load of
-    this shared CPU; the rate is the median over rounds, stage times the median over all frames."""
-    runs = {}
-    for name, baseline in (("baseline", True), ("configured", False)):
-        registration = Registration(RegistrationConfig.outdoor(backend="onnxruntime", **odometry_settings(args, baseline)))
-        # warm-up: model load and first-call allocation are not part of the rate
-        registration.register_prepared(registration.prepare(scans[1]), registration.prepare(scans[0]))
-        runs[name] = {"registration": registration, "rates": [], "stages": {}}
-    for _ in range(args.odometry_rounds):
-        for run in runs.values():
-            seconds, trajectory, failures, stages = run_odometry(run["registration"], scans)
-            run["rates"].append(len(scans) / seconds)
-            run["trajectory"], run["failures"] = trajectory, failures
-            for stage, values in stages.items():
-                run["stages"].setdefault(stage, []).extend(values)
+            seconds, poses = run_sequence(runner, sweeps)
+            rates[name].append(len(sweeps) / seconds)
+            results[name] = poses
+            extra = f", paths {runner.odometry.counts}" if isinstance(runner, FoveaRunner) else ""
+            print(f"[odometry] round {round_index + 1} {name}: {rates[name][-1]:.2f} Hz{extra}", flush=True)
     report = {}
-    for name, run in runs.items():
-        report[name] = {
-            "frames": len(scans), "points_per_scan": args.scan_points, "backend": "onnxruntime",
-            **odometry_settings(args, name == "baseline"), "rounds": args.odometry_rounds,
-            "rate_hz": float(np.median(run["rates"])), "rates_hz": run["rates"], "goal_hz": 10.0,
-            "failures": run["failures"],
-            "stage_ms": {stage: float(np.median(values)) * 1e3 for stage, values in run["stages"].items()},
-            **trajectory_errors(run["trajectory"], poses),
-        }
+    for name, poses in results.items():
+        report[name] = {"rate_hz": float(np.median(rates[name])), "rates_hz": rates[name],
+                        **trajectory_metrics(poses, sweeps)}
+        if isinstance(runners[name], FoveaRunner):
+            report[name]["paths"] = dict(runners[name].odometry.counts)
+    report["_poses"] = results
     return report
 
 
+def plot_trajectories(poses: dict, sweeps, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    truths = np.array([(invert_rigid(sweeps[0].pose) @ s.pose)[:3, 3] for s in sweeps])
+    figure, (top, side) = plt.subplots(1, 2, figsize=(12, 4.5))
+    top.plot(truths[:, 0], truths[:, 1], "k-", lw=3, alpha=0.4, label="ground truth")
+    side.plot(truths[:, 0], truths[:, 2], "k-", lw=3, alpha=0.4)
+    for name in ("fovea_1_thread", "kiss_icp_1_thread"):
+        xyz = np.array([p[:3, 3] for p in poses[name]])
+        top.plot(xyz[:, 0], xyz[:, 1], ".-", ms=3, label=name)
+        side.plot(xyz[:, 0], xyz[:, 2], ".-", ms=3)
+    top.set(xlabel="x (m, first body frame)", ylabel="y (m)", title="PandaSet 002 frames 00-55: top view")
+    side.set(xlabel="x (m)", ylabel="z (m)", title="side view")
+    top.legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+# ------------------------------------------------------------------------------------- global registration
+def uniform_rotation(rng: np.random.Generator) -> np.ndarray:
+    q = rng.normal(size=4)
+    q /= np.linalg.norm(q)
+    x, y, z, w = q
+    return np.array([[1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
+                     [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
+                     [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)]])
+
+
+def matrix_product_matches(source_features: np.ndarray, target_features: np.ndarray, chunk: int = 4096):
+    """The descriptor matching this project used before faiss (chunked ‖r‖² − 2 q·r + argmin, both
+    directions, mutual filter): kept here only as the baseline the faiss path is timed against."""
+    def nearest(queries, references):
+        references = references.astype(np.float32)
+        norms = (references ** 2).sum(axis=1)
+        out = np.empty(len(queries), dtype=np.int64)
+        for start in range(0, len(queries), chunk):
+            block = queries[start:start + chunk].astype(np.float32)
+            out[start:start + chunk] = np.argmin(norms[None, :] - 2.0 * block @ references.T, axis=1)
+        return out
+    forward, backward = nearest(source_features, target_features), nearest(target_features, source_features)
+    return np.flatnonzero(backward[forward] == np.arange(len(forward)))
+
+
+def compatibility_top_k(corr: Correspondences, tau: float, keep: int) -> np.ndarray:
+    """Indices of the ``keep`` correspondences with the most length-compatible partners (first-order
+    spatial compatibility, |‖xi − xj‖ − ‖yi − yj‖| < τ): inliers agree with each other, outliers rarely."""
+    from fovea_core.registration.compatibility import length_difference
+
+    degree = (length_difference(corr.source, corr.target) < tau).sum(axis=1)
+    return np.sort(np.argsort(-degree, kind="stable")[:keep])
+
+
+def benchmark_global(sweeps, args) -> dict:
+    rng = np.random.default_rng(args.seed)
+    config = RegistrationConfig.outdoor(backend="onnxruntime", voxel_size=args.global_voxel,
+                                        max_correspondences=args.correspondences, threads=1)
+    registration = Registration(config)
+    described = {}
+    rows = {name: [] for name in ("vbreg", "sc2", "ransac", f"vbreg_top{args.top_k}")}
+    match_times = {"faiss": [], "matrix_product": []}
+    by_gap = {}
+    for gap in GAPS:
+        starts = np.linspace(0, len(sweeps) - 1 - gap, args.pairs_per_gap).round().astype(int)
+        by_gap[gap] = {name: [] for name in rows}
+        for start in starts:
+            target_sweep, source_sweep = sweeps[start], sweeps[start + gap]
+            rotation = make_transform(uniform_rotation(rng), rng.uniform(-2.0, 2.0, 3))
+            truth = invert_rigid(target_sweep.pose) @ source_sweep.pose @ invert_rigid(rotation)
+            source_points = apply_transform(rotation, source_sweep.points)
+            if start not in described:
+                described[start] = registration.prepare(target_sweep.points, "target")
+            source = registration.prepare(source_points, "source")
+            target = described[start]
+            tic = time.perf_counter()
+            corr = match_clouds(source, target, max_correspondences=args.correspondences,
+                                rng=np.random.default_rng(0), threads=1)
+            match_times["faiss"].append(time.perf_counter() - tic)
+            if len(match_times["matrix_product"]) < args.matrix_product_pairs:
+                tic = time.perf_counter()
+                with limited_threads(1):
+                    matrix_product_matches(source.features, target.features)
+                match_times["matrix_product"].append(time.perf_counter() - tic)
+            for name in rows:
+                method = "vbreg" if name.startswith("vbreg") else name
+                subset = corr.subset(compatibility_top_k(corr, config.inlier_threshold, args.top_k)) \
+                    if name.startswith("vbreg_top") else corr
+                tic = time.perf_counter()
+                with limited_threads(1):
+                    solved = registration.solve(subset, replace(config, method=method), {})
+                seconds = time.perf_counter() - tic
+                re, te = rotation_error_deg(solved.transform, truth), translation_error(solved.transform, truth)
+                row = {"gap": gap, "start": int(start), "seconds": seconds, "re_deg": re, "te_m": te,
+                       "success": bool(re < SUCCESS_RE_DEG and te < SUCCESS_TE_M),
+                       "correspondences": len(subset),
+                       "inlier_ratio": float(np.mean(np.linalg.norm(apply_transform(truth, corr.source) - corr.target,
+                                                                    axis=1) < config.inlier_threshold))}
+                rows[name].append(row)
+                by_gap[gap][name].append(row)
+            print(f"[global] gap {gap:2d} frames {start:2d}->{start + gap:2d}: {len(corr)} correspondences, "
+                  f"inlier ratio {rows['vbreg'][-1]['inlier_ratio']:.2f}; " + ", ".join(
+                      f"{name} {'ok' if rows[name][-1]['success'] else 'FAIL'} {rows[name][-1]['seconds'] * 1e3:.0f} ms"
+                      for name in rows), flush=True)
+    summary = {}
+    for name, entries in rows.items():
+        ok = [e for e in entries if e["success"]]
+        summary[name] = {
+            "pairs": len(entries), "recall": len(ok) / len(entries),
+            "re_deg": float(np.mean([e["re_deg"] for e in ok])) if ok else None,
+            "te_m": float(np.mean([e["te_m"] for e in ok])) if ok else None,
+            "seconds_median": float(np.median([e["seconds"] for e in entries])),
+            "recall_by_gap": {str(g): float(np.mean([e["success"] for e in by_gap[g][name]])) for g in GAPS},
+        }
+    return {"summary": summary, "pairs": rows, "voxel_m": args.global_voxel,
+            "correspondence_cap": args.correspondences,
+            "matching_seconds_median": {k: float(np.median(v)) for k, v in match_times.items() if v}}
+
+
+# ------------------------------------------------------------------------------------------------- main
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default="bench/results", help="folder for registration.json")
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--sizes", default="1000,5000")
-    parser.add_argument("--frames", type=int, default=20)
-    parser.add_argument("--scan-points", type=int, default=20_000)
-    parser.add_argument("--odometry-correspondences", type=int, default=300, help="cap (config/registration.yaml)")
-    parser.add_argument("--odometry-selection", default="random", choices=("random", "ratio"),
-                        help="how the cap picks matches (config/registration.yaml)")
-    parser.add_argument("--odometry-network-threads", type=int, default=1, help="onnxruntime intra-op threads")
-    parser.add_argument("--odometry-rounds", type=int, default=3, help="interleaved rounds of baseline and configured")
-    parser.add_argument("--odometry-voxel", type=float, default=0.5, help="FPFH voxel for the odometry run, metres")
-    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--out", default="bench/results")
+    parser.add_argument("--data-root", default=None, help="PandaSet 002 folder (default ../shared/data/tpv/pandaset_002)")
+    parser.add_argument("--rounds", type=int, default=2, help="interleaved odometry rounds")
+    parser.add_argument("--global-voxel", type=float, default=1.0, help="FPFH voxel for global registration, m")
+    parser.add_argument("--correspondences", type=int, default=1000)
+    parser.add_argument("--top-k", type=int, default=250, help="compatibility-guided subset for VBReg")
+    parser.add_argument("--pairs-per-gap", type=int, default=4)
+    parser.add_argument("--matrix-product-pairs", type=int, default=3)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--skip-global", action="store_true")
     args = parser.parse_args(argv)
-    torch.set_num_threads(args.threads)
-    rng = np.random.default_rng(0)
-    pair = next(p for p in load_real_pairs() if p.scale == "outdoor")
-    source, target = describe(pair.source, 0.25), describe(pair.target, 0.25)
-    all_matches = match_clouds(source, target, mutual=False)
-    result = {"machine": platform.platform(), "threads": args.threads, "omp_num_threads": os.environ["OMP_NUM_THREADS"], "data": "outdoor_lidar_scan_pair (real)",
-              "available_correspondences": len(all_matches), "per_pair": {}}
-    registrations = {backend: Registration(RegistrationConfig.outdoor(backend=backend)) for backend in ("torch", "onnxruntime")}
-    for size in [int(s) for s in args.sizes.split(",")]:
-        keep = np.sort(rng.choice(len(all_matches), min(size, len(all_matches)), replace=False))
-        corr = all_matches.subset(keep)
-        row = {"correspondences": len(corr)}
-        for name, registration, method in (("vbreg_torch", registrations["torch"], "vbreg"),
-                                           ("vbreg_onnxruntime", registrations["onnxruntime"], "vbreg"),
-                                           ("ransac", registrations["torch"], "ransac")):
-            registration.solve(corr, registration.config, {}) if method == "vbreg" else None  # warm-up
-            seconds, solved = time_solver(registration, corr, method, args.repeats)
-            row[name] = {"seconds": seconds, "re_deg": rotation_error_deg(solved.transform, pair.transform),
-                         "te_m": translation_error(solved.transform, pair.transform)}
-            print(f"[pair] {len(corr)} correspondences {name}: {seconds * 1e3:.1f} ms/pair "
-                  f"(RE {row[name]['re_deg']:.2f}°, TE {row[name]['te_m']:.3f} m)", flush=True)
-        for name in ("vbreg_torch", "vbreg_onnxruntime"):
-            row[f"{name}_over_ransac"] = row[name]["seconds"] / row["ransac"]["seconds"]
-            print(f"[ratio] {len(corr)}: {name} / ransac time = {row[f'{name}_over_ransac']:.2f}", flush=True)
-        result["per_pair"][str(size)] = row
-
-    world = pair.target
-    scans, poses = odometry_sequence(world, args.frames, args.scan_points, rng)
-    result["load_average_before_odometry"] = os.getloadavg()
-    odometry = benchmark_odometry(scans, poses, args)
+    sweeps = load_sweeps(data_root=args.data_root)
+    print(f"PandaSet 002: {len(sweeps)} sweeps, {np.mean([len(s.points) for s in sweeps]):.0f} points each", flush=True)
+    result = {"machine": platform.platform(), "cpus": os.cpu_count(), "data": "PandaSet 002 frames 00-55 (real)",
+              "load_average_start": os.getloadavg()}
+    odometry = benchmark_odometry(sweeps, args)
+    poses = odometry.pop("_poses")
+    result["odometry"] = odometry
     result["load_average_after_odometry"] = os.getloadavg()
-    result["odometry"], result["odometry_baseline"] = odometry["configured"], odometry["baseline"]
-    for name, label in (("baseline", "baseline (default onnxruntime threads)"), ("configured", "configured")):
-        run = odometry[name]
-        stages = " ".join(f"{stage} {ms:.1f}" for stage, ms in run["stage_ms"].items())
-        print(f"[odometry] {label}: {len(scans)} scans x {args.scan_points} points, "
-              f"{run['max_correspondences']} {run['correspondence_selection']} matches: {run['rate_hz']:.2f} Hz "
-              f"(goal 10 Hz; rounds {', '.join(f'{r:.2f}' for r in run['rates_hz'])}), {run['failures']} failures, "
-              f"end drift {run['final_translation_error_m']:.3f} m / {run['final_rotation_error_deg']:.2f}°, "
-              f"mean error {run['mean_translation_error_m']:.3f} m / {run['mean_rotation_error_deg']:.2f}°; "
-              f"ms per frame: {stages}", flush=True)
-    speedup = odometry["configured"]["rate_hz"] / odometry["baseline"]["rate_hz"]
-    result["odometry_speedup_over_baseline"] = speedup
-    print(f"[ratio] odometry rate configured / baseline = {speedup:.2f} "
-          f"(load average {result['load_average_before_odometry'][0]:.1f} -> "
-          f"{result['load_average_after_odometry'][0]:.1f})", flush=True)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    plot_trajectories(poses, sweeps, out / "registration_trajectory.png")
+    print("\n| run | Hz | RPE m | RPE deg | end drift m / deg | RTE 2/4/6/8 m (%) |\n|---|---|---|---|---|---|")
+    for name, run in odometry.items():
+        rte = " / ".join(f"{seg['rte_percent']:.2f}" if seg["rte_percent"] is not None else "-"
+                         for seg in run["rte"].values())
+        print(f"| {name} | {run['rate_hz']:.2f} | {run['rpe_translation_m']:.4f} | {run['rpe_rotation_deg']:.4f} | "
+              f"{run['end_drift_m']:.3f} / {run['end_drift_deg']:.3f} | {rte} |")
+    if not args.skip_global:
+        result["global"] = benchmark_global(sweeps, args)
+        print("\n| method | recall | RE deg | TE m | s per pair (median) | recall by gap 1/5/10/20/40 |\n|---|---|---|---|---|---|")
+        for name, row in result["global"]["summary"].items():
+            fmt = lambda v, f: f"{v:{f}}" if v is not None else "-"  # noqa: E731
+            print(f"| {name} | {row['recall']:.2f} | {fmt(row['re_deg'], '.2f')} | {fmt(row['te_m'], '.3f')} | "
+                  f"{row['seconds_median']:.3f} | {' / '.join(f'{v:.2f}' for v in row['recall_by_gap'].values())} |")
+        summary = result["global"]["summary"]
+        ransac = summary["ransac"]["seconds_median"]
+        for name in ("vbreg", f"vbreg_top{args.top_k}", "sc2"):
+            print(f"[ratio] {name} / ransac time per pair = {summary[name]['seconds_median'] / ransac:.2f}, "
+                  f"recall {summary[name]['recall']:.2f} vs {summary['ransac']['recall']:.2f}")
+        match = result["global"]["matching_seconds_median"]
+        if "matrix_product" in match:
+            print(f"[ratio] descriptor matching faiss / matrix product = {match['faiss'] / match['matrix_product']:.2f} "
+                  f"({match['faiss'] * 1e3:.0f} vs {match['matrix_product'] * 1e3:.0f} ms per pair)")
+    result["load_average_end"] = os.getloadavg()
+    fovea, kiss = odometry["fovea_1_thread"], odometry["kiss_icp_1_thread"]
+    ratio = fovea["rate_hz"] / kiss["rate_hz"]
+    result["headline"] = {"fovea_over_kiss_icp_rate_1_thread": ratio}
     (out / "registration.json").write_text(json.dumps(result, indent=2) + "\n")
-    headline = result["per_pair"][args.sizes.split(",")[0]]["vbreg_onnxruntime_over_ransac"]
-    print(f"wrote {out / 'registration.json'}")
-    print(f"headline: VBReg (onnxruntime) / RANSAC time per pair at {args.sizes.split(',')[0]} correspondences "
-          f"= {headline:.2f}x")
+    print(f"wrote {out / 'registration.json'} (load average {result['load_average_start'][0]:.1f} -> "
+          f"{result['load_average_end'][0]:.1f}; shared 2-core machine)")
+    print(f"headline: Fovea odometry / KISS-ICP rate, one thread each, PandaSet 002 = {ratio:.2f}x "
+          f"({fovea['rate_hz']:.2f} vs {kiss['rate_hz']:.2f} Hz) at RPE {fovea['rpe_translation_m']:.4f} vs "
+          f"{kiss['rpe_translation_m']:.4f} m, end drift {fovea['end_drift_m']:.3f} vs {kiss['end_drift_m']:.3f} m")
     return 0
 
 

@@ -1,5 +1,13 @@
 #!/usr/bin/env python3
-"""Make bags/registration_pairs: a short lidar sequence from the real outdoor scan pair, with ground truth.
+"""Make the registration bags: bags/pandaset_lidar (default) and bags/registration_pairs.
+
+bags/pandaset_lidar (`--bag pandaset`): PandaSet sequence 002 frames 30-54 (2.5 s of real Pandar64 sweeps at
+10 Hz, 7 m of driving), each sweep in base_link (fovea_core.registration.sequence), voxelised at 0.5 m
+(centroid per voxel, intensity averaged) to keep the bag small; x/y/z float32 + intensity uint8 on
+/lidar/points with PandaSet's frame stamps; ground truth odom → base_link (relative to frame 30) on
+/ground_truth/odom. Data: PandaSet (CC BY 4.0 + Dataset Terms of Use), notice written beside the bag.
+
+bags/registration_pairs (`--bag pairs`): a short lidar sequence from the real outdoor scan pair:
 
 Frames (10 Hz on /lidar/points, frame base_link, x/y/z/intensity):
   0: the real source scan (defines odom: pose = identity)
@@ -8,7 +16,7 @@ Frames (10 Hz on /lidar/points, frame base_link, x/y/z/intensity):
           per frame): points M_k^-1 x, a random 70 % of them, range-limited to 60 m; pose = pose_base · M_k.
 Ground truth: nav_msgs/Odometry on /ground_truth/odom (odom → base_link) with each frame's stamp.
 Data: koide3/small_gicp demo scans (MIT), see ../shared/data/registration/outdoor_lidar_scan_pair/PROVENANCE.md.
-Run: `source env.sh && python tools/make_registration_bag.py`.
+Run: `source env.sh && python tools/make_registration_bag.py [--bag pandaset|pairs]`.
 """
 from __future__ import annotations
 
@@ -78,12 +86,68 @@ def ground_truth_message(pose: np.ndarray, stamp_ns: int) -> Odometry:
     return msg
 
 
+PANDASET_FRAMES = list(range(30, 55))
+PANDASET_VOXEL = 0.5
+PANDASET_NOTICE = """# pandaset_lidar
+
+Made by `tools/make_registration_bag.py --bag pandaset` from PandaSet sequence 002 in
+`../shared/data/tpv/pandaset_002/` (see its PROVENANCE.md).
+
+**Data notice.** PandaSet by Hesai and Scale AI, licensed CC BY 4.0 (https://creativecommons.org/licenses/by/4.0/)
+together with the PandaSet Dataset Terms of Use (`DATASET_TERMS.pandaset.CC-BY-4.0.md` beside the source data:
+among others, no attempt to identify people in the data, no use of the licensors' names or logos for publicity).
+Changes made here: frames 30-54 only (2.5 s); Pandar64 returns moved from world coordinates into base_link with
+each sweep's pose (`fovea_core.registration.sequence`); voxelised at 0.5 m (one point per voxel at the centroid
+of its returns, intensity averaged); per-point times dropped (PandaSet's points are already motion-compensated).
+
+Topics: `/lidar/points` (sensor_msgs/PointCloud2, frame base_link, x y z float32 + intensity uint8, PandaSet's
+frame stamps), `/ground_truth/odom` (nav_msgs/Odometry odom → base_link, odom = base_link at frame 30).
+Used by `tests/registration/` and the `registration` demo stage.
+"""
+
+
+def pandaset_bag(out: Path) -> None:
+    from fovea_core.geometry.voxel_grid import voxel_downsample
+    from fovea_core.geometry.transforms import invert_rigid
+    from fovea_core.registration.sequence import load_sweeps
+
+    sweeps = load_sweeps(PANDASET_FRAMES)
+    origin = invert_rigid(sweeps[0].pose)
+    typestore = build_typestore(compat_types())
+    with Writer(out, version=9, storage_plugin=StoragePlugin.MCAP) as writer:
+        cloud_conn = writer.add_connection("/lidar/points", "sensor_msgs/msg/PointCloud2", typestore=typestore)
+        truth_conn = writer.add_connection("/ground_truth/odom", "nav_msgs/msg/Odometry", typestore=typestore)
+        for sweep in sweeps:
+            raw = np.zeros(len(sweep.points), dtype=[("x", "<f4"), ("y", "<f4"), ("z", "<f4"), ("intensity", "<f4")])
+            raw["x"], raw["y"], raw["z"] = sweep.points.T
+            raw["intensity"] = sweep.intensity
+            down = voxel_downsample(raw, PANDASET_VOXEL)
+            cloud = np.zeros(len(down), dtype=[("x", "<f4"), ("y", "<f4"), ("z", "<f4"), ("intensity", "u1")])
+            for name in ("x", "y", "z"):
+                cloud[name] = down[name]
+            cloud["intensity"] = np.clip(np.round(down["intensity"]), 0, 255)
+            msg = array_to_pointcloud2(cloud)
+            msg.header.frame_id = "base_link"
+            msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(sweep.stamp_ns, 1_000_000_000)
+            writer.write(truth_conn, sweep.stamp_ns,
+                         serialize_message(ground_truth_message(origin @ sweep.pose, sweep.stamp_ns)))
+            writer.write(cloud_conn, sweep.stamp_ns, serialize_message(msg))
+    (out / "NOTICE.md").write_text(PANDASET_NOTICE)
+    print(f"wrote {out} ({len(sweeps)} sweeps)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", default=str(ROOT / "bags" / "registration_pairs"))
-    parser.add_argument("--frames", type=int, default=8)
+    parser.add_argument("--bag", choices=("pandaset", "pairs"), default="pandaset")
+    parser.add_argument("--out", default=None)
+    parser.add_argument("--frames", type=int, default=8, help="pairs: frames")
     args = parser.parse_args()
-    out = Path(args.out)
+    out = Path(args.out or ROOT / "bags" / ("pandaset_lidar" if args.bag == "pandaset" else "registration_pairs"))
+    if args.bag == "pandaset":
+        if out.exists():
+            shutil.rmtree(out)
+        pandaset_bag(out)
+        return
     if out.exists():
         shutil.rmtree(out)
     clouds, poses = sequence(args.frames)

@@ -35,7 +35,7 @@ def test_training_subset_has_requested_outlier_ratio_and_keeps_labels_valid():
     assert np.abs(d_source - d_target).max() < 2 * 1.2
 
 
-def test_brute_force_nearest_neighbour_matches_kd_tree():
+def test_faiss_nearest_neighbour_matches_kd_tree():
     from scipy.spatial import cKDTree
 
     from fovea_core.registration.features import nearest_neighbour
@@ -44,4 +44,4 @@ def test_brute_force_nearest_neighbour_matches_kd_tree():
     references = rng.random((700, 33)).astype(np.float32) * 100
     queries = rng.random((900, 33)).astype(np.float32) * 100
     expected = cKDTree(references).query(queries, k=1)[1]
-    assert np.array_equal(nearest_neighbour(queries, references, chunk=256), expected)
+    assert np.array_equal(nearest_neighbour(queries, references, threads=1), expected)

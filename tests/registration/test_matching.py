@@ -25,16 +25,13 @@ def test_ratio_cap_keeps_the_most_distinctive_matches():
         select_correspondences(len(ratio), 3, "best")
 
 
-@pytest.mark.parametrize("force_tree", [False, True])
-def test_distance_ratio_matches_sorted_distances(force_tree, monkeypatch):
+def test_distance_ratio_matches_sorted_distances():
     rng = np.random.default_rng(3)
     references = rng.random((400, 33)).astype(np.float32) * 50
     queries = rng.random((300, 33)).astype(np.float32) * 50
-    if force_tree:
-        monkeypatch.setattr(features, "BRUTE_FORCE_LIMIT", 10)
     distances = np.sort(np.linalg.norm(queries[:, None].astype(np.float64) - references[None], axis=-1), axis=1)
     expected = distances[:, 0] / distances[:, 1]
-    assert np.allclose(distance_ratio(queries, references, chunk=128), expected, atol=1e-3)
+    assert np.allclose(distance_ratio(queries, references, threads=1), expected, atol=1e-3)
 
 
 def test_match_clouds_ratio_cap_prefers_planted_distinctive_matches():

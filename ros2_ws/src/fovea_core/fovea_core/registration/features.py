@@ -64,70 +64,60 @@ def compute_fpfh(points: np.ndarray, voxel_size: float, max_neighbors: int = 100
     return np.asarray(feature.data, dtype=np.float32).T.copy()
 
 
-BRUTE_FORCE_LIMIT = 50_000_000  # query x reference pairs below which a matrix product beats a k-d tree
 SELECTIONS = ("random", "ratio")  # how match_clouds caps the number of correspondences
 
 
-def nearest_neighbour(queries: np.ndarray, references: np.ndarray, chunk: int = 4096) -> np.ndarray:
-    """Index of the nearest reference descriptor for each query. In 33-D a k-d tree barely prunes, so for
-    scan-sized sets a chunked ‖q‖² − 2 q·r + ‖r‖² product is several times faster; the tree is kept for
-    very large sets, where the product's cost grows quadratically."""
-    if len(queries) * len(references) > BRUTE_FORCE_LIMIT:
-        return cKDTree(references).query(queries, k=1, workers=2)[1]
-    references = references.astype(np.float32)
-    reference_norms = (references**2).sum(axis=1)
-    result = np.empty(len(queries), dtype=np.int64)
-    for start in range(0, len(queries), chunk):
-        block = queries[start:start + chunk].astype(np.float32)
-        # ‖q‖² is constant per row, so it does not change the argmin
-        result[start:start + chunk] = np.argmin(reference_norms[None, :] - 2.0 * block @ references.T, axis=1)
-    return result
+def _faiss_search(queries: np.ndarray, references: np.ndarray, k: int, threads: int):
+    """Exact k nearest references (squared L2) with faiss's flat index: BLAS-blocked distance products and
+    a fused top-k, 1.8x faster than a chunked numpy product + argmin on 14k x 14k FPFH sets here (one
+    thread each), and it takes a thread count (the earlier k-d tree path hard-coded two workers)."""
+    import faiss
+
+    faiss.omp_set_num_threads(max(1, int(threads)))
+    index = faiss.IndexFlatL2(references.shape[1])
+    index.add(np.ascontiguousarray(references, dtype=np.float32))
+    return index.search(np.ascontiguousarray(queries, dtype=np.float32), k)
 
 
-def distance_ratio(queries: np.ndarray, references: np.ndarray, chunk: int = 4096) -> np.ndarray:
+def nearest_neighbour(queries: np.ndarray, references: np.ndarray, threads: int = 1) -> np.ndarray:
+    """Index of the nearest reference descriptor for each query (exact)."""
+    if len(queries) == 0 or len(references) == 0:
+        return np.zeros(len(queries), dtype=np.int64)
+    return _faiss_search(queries, references, 1, threads)[1][:, 0].astype(np.int64)
+
+
+def distance_ratio(queries: np.ndarray, references: np.ndarray, threads: int = 1) -> np.ndarray:
     """Nearest / second-nearest reference distance per query (Lowe's ratio test value): near 1 when the
     descriptor is ambiguous (ground, walls), small when its best match stands out."""
-    if len(references) < 2:
+    if len(references) < 2 or len(queries) == 0:
         return np.zeros(len(queries))
-    if len(queries) * len(references) > BRUTE_FORCE_LIMIT:
-        distances = cKDTree(references).query(queries, k=2, workers=2)[0]
-        return distances[:, 0] / np.maximum(distances[:, 1], 1e-12)
-    references = references.astype(np.float32)
-    reference_norms = (references**2).sum(axis=1)
-    ratio = np.empty(len(queries), dtype=np.float64)
-    for start in range(0, len(queries), chunk):
-        block = queries[start:start + chunk].astype(np.float32)
-        squared = reference_norms[None, :] - 2.0 * block @ references.T + (block**2).sum(axis=1)[:, None]
-        # nearest, then the row minimum with it masked out: two linear passes, ~10x cheaper than a partition
-        rows, nearest = np.arange(len(block)), np.argmin(squared, axis=1)
-        first = np.sqrt(np.maximum(squared[rows, nearest], 0.0))
-        squared[rows, nearest] = np.inf
-        second = np.sqrt(np.maximum(squared.min(axis=1), 0.0))
-        ratio[start:start + len(block)] = first / np.maximum(second, 1e-12)
-    return ratio
+    squared = np.maximum(_faiss_search(queries, references, 2, threads)[0].astype(np.float64), 0.0)
+    return np.sqrt(squared[:, 0]) / np.maximum(np.sqrt(squared[:, 1]), 1e-12)
 
 
 def match_features(
-    source_features: np.ndarray, target_features: np.ndarray, mutual: bool = True
+    source_features: np.ndarray, target_features: np.ndarray, mutual: bool = True, threads: int = 1
 ) -> tuple[np.ndarray, np.ndarray]:
     """Nearest neighbour in descriptor space from source to target; with ``mutual`` keep only pairs that are
     each other's nearest neighbour (removes most many-to-one matches on repetitive structure)."""
-    source_index, target_index, _ = match_features_ranked(source_features, target_features, mutual)
+    source_index, target_index, _ = match_features_ranked(source_features, target_features, mutual,
+                                                          threads=threads)
     return source_index, target_index
 
 
 def match_features_ranked(
-    source_features: np.ndarray, target_features: np.ndarray, mutual: bool = True, with_ratio: bool = False
+    source_features: np.ndarray, target_features: np.ndarray, mutual: bool = True, with_ratio: bool = False,
+    threads: int = 1,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """``match_features`` plus, with ``with_ratio``, each kept match's nearest / second-nearest distance
     ratio (lower = more distinctive), computed for the kept matches only."""
-    source_to_target = nearest_neighbour(source_features, target_features)
+    source_to_target = nearest_neighbour(source_features, target_features, threads)
     source_index = np.arange(len(source_features))
     if mutual:
-        target_to_source = nearest_neighbour(target_features, source_features)
+        target_to_source = nearest_neighbour(target_features, source_features, threads)
         is_mutual = target_to_source[source_to_target] == source_index
         source_index, source_to_target = source_index[is_mutual], source_to_target[is_mutual]
-    ratio = distance_ratio(source_features[source_index], target_features) if with_ratio else None
+    ratio = distance_ratio(source_features[source_index], target_features, threads) if with_ratio else None
     return source_index, source_to_target, ratio
 
 
@@ -180,14 +170,17 @@ def match_clouds(
     max_correspondences: int | None = None,
     rng: np.random.Generator | None = None,
     selection: str = "random",
+    threads: int = 1,
 ) -> Correspondences:
     """Match descriptors; falls back to one-way matches when the mutual filter leaves fewer than
     ``min_mutual`` pairs (small overlaps), and caps the set at ``max_correspondences`` (a random subset, or
     the most distinctive by ratio; see ``select_correspondences``) to bound the network's N^2 attention."""
     with_ratio = selection == "ratio" and max_correspondences is not None
-    source_index, target_index, ratio = match_features_ranked(source.features, target.features, mutual, with_ratio)
+    source_index, target_index, ratio = match_features_ranked(source.features, target.features, mutual, with_ratio,
+                                                              threads)
     if mutual and len(source_index) < min_mutual:
-        source_index, target_index, ratio = match_features_ranked(source.features, target.features, False, with_ratio)
+        source_index, target_index, ratio = match_features_ranked(source.features, target.features, False,
+                                                                  with_ratio, threads)
     if max_correspondences is not None and len(source_index) > max_correspondences:
         keep = select_correspondences(len(source_index), max_correspondences, selection, ratio, rng)
         source_index, target_index = source_index[keep], target_index[keep]

@@ -16,6 +16,7 @@ from .compatibility import spatial_compatibility_rows
 from .features import SELECTIONS, Correspondences, DescribedCloud, describe, match_clouds, to_open3d
 from .model_io import DEFAULT_MODEL_DIR, load_scorer, normalize_correspondences
 from .rigid import apply_transform
+from .threads import limited_threads
 from .voting import VotingConfig, VotingResult, vote_and_fit
 
 METHODS = ("vbreg", "sc2", "ransac")
@@ -46,7 +47,8 @@ class RegistrationConfig:
     refine_iterations: int = 10
     # network
     backend: str = "torch"  # torch | onnxruntime | tensorrt
-    network_threads: int = 0  # onnxruntime intra-op threads; 0 = the runtime's default (one per core)
+    network_threads: int = 0  # onnxruntime intra-op threads; 0 = ``threads``
+    threads: int = 1  # every other library call: faiss matching, k-d trees, Open3D (FPFH, RANSAC, ICP), BLAS
     model_dir: str = str(DEFAULT_MODEL_DIR)
     onnx_path: str = ""
     # RANSAC baseline
@@ -132,7 +134,7 @@ class Registration:
     def scorer(self):
         if self._scorer is None:
             self._scorer = load_scorer(self.config.backend, self.config.model_dir, self.config.onnx_path or None,
-                                       threads=self.config.network_threads or None,
+                                       threads=self.config.network_threads or self.config.threads,
                                        parameter="onnx_path" if self.config.onnx_path else "model_dir")
         return self._scorer
 
@@ -152,7 +154,8 @@ class Registration:
 
     def prepare(self, points: np.ndarray, name: str = "cloud") -> DescribedCloud:
         """Validate, downsample and describe one cloud (reuse the result for a keyframe or a map)."""
-        described = describe(clean_points(points, name), self.config.voxel_size, self.config.fpfh_max_neighbors)
+        with limited_threads(self.config.threads):
+            described = describe(clean_points(points, name), self.config.voxel_size, self.config.fpfh_max_neighbors)
         self._check_cloud(described.points, name)
         if not np.any(described.features):
             raise DegenerateInputError(f"{name} cloud has no usable FPFH descriptors (no neighbours within "
@@ -173,29 +176,30 @@ class Registration:
         start = time.perf_counter() if start is None else start
         timings: dict[str, float] = {}
         correspondences = match_clouds(source, target, cfg.mutual, max_correspondences=cfg.max_correspondences,
-                                       rng=np.random.default_rng(cfg.seed), selection=cfg.correspondence_selection)
+                                       rng=np.random.default_rng(cfg.seed), selection=cfg.correspondence_selection,
+                                       threads=cfg.threads)
         timings["features"] = time.perf_counter() - start
         if len(correspondences) < cfg.min_correspondences:
             raise DegenerateInputError(
                 f"only {len(correspondences)} FPFH correspondences (minimum {cfg.min_correspondences}): "
                 "the clouds have too little distinctive geometry in common"
             )
-        solved = self.solve(correspondences, cfg, timings)
+        with limited_threads(cfg.threads):
+            solved = self.solve(correspondences, cfg, timings)
         transform = solved.transform
         if cfg.icp:
             tic = time.perf_counter()
-            transform = np.asarray(
-                o3d.pipelines.registration.registration_icp(
+            with limited_threads(cfg.threads):
+                transform = np.asarray(o3d.pipelines.registration.registration_icp(
                     to_open3d(source.points), to_open3d(target.points),
                     cfg.icp_max_distance or cfg.inlier_threshold / 2.0, transform,
                     o3d.pipelines.registration.TransformationEstimationPointToPoint(),
                     o3d.pipelines.registration.ICPConvergenceCriteria(max_iteration=cfg.icp_max_iterations),
-                ).transformation
-            ).copy()
+                ).transformation).copy()
             timings["icp"] = time.perf_counter() - tic
         residuals = np.linalg.norm(apply_transform(transform, correspondences.source) - correspondences.target, axis=1)
         inlier_mask = residuals < cfg.inlier_threshold
-        distances, _ = target.tree.query(apply_transform(transform, source.points), k=1)
+        distances, _ = target.tree.query(apply_transform(transform, source.points), k=1, workers=cfg.threads)
         fitness = float(np.mean(distances < cfg.inlier_threshold))
         inlier_count = int(inlier_mask.sum())
         inlier_ratio = inlier_count / len(correspondences)

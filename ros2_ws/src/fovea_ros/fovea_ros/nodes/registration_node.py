@@ -1,9 +1,10 @@
 """Point cloud registration node (VBReg / SC2 / RANSAC from fovea_core.registration).
 
 Modes (parameter ``mode``):
-- ``odometry``: each scan is registered to the last keyframe; publishes ``nav_msgs/Odometry`` on
-  ``odom_topic`` and TF ``odom_frame → base_frame``. A new keyframe starts when the motion since the
-  current one exceeds ``keyframe_distance`` or ``keyframe_angle_deg``.
+- ``odometry``: scan-to-local-map ICP (KISS-ICP recipe on small_gicp, ``fovea_core.registration.icp``);
+  global registration (``method``, VBReg by default) takes over after a gap, on a large motion or when
+  ICP's fitness collapses (``fovea_core.registration.odometry``). Publishes ``nav_msgs/Odometry`` on
+  ``odom_topic``, TF ``odom_frame → base_frame``, and per pose the path that produced it on ``path_topic``.
 - ``localization``: each scan is registered to a map cloud (``map_file`` PLY/PCD, or the latest message on
   ``map_topic``); publishes the pose in ``map_frame`` on ``pose_topic`` and TF ``map_frame → odom_frame``
   (using ``odom_frame → base_frame`` from /tf when available, identity otherwise).
@@ -21,13 +22,15 @@ import numpy as np
 from fovea_msgs.srv import RegisterClouds
 from nav_msgs.msg import Odometry
 from sensor_msgs.msg import PointCloud2
+from std_msgs.msg import String
 from tf2_msgs.msg import TFMessage
 
 from fovea_core.geometry.transforms import invert_rigid, rigid_transform, translation_quaternion
 from fovea_core.io.cloud_files import read_cloud
 from fovea_core.model_files import ModelFileError
 from fovea_core.registration.features import SELECTIONS
-from fovea_core.registration.odometry import KeyframeOdometry, PoseErrorTracker
+from fovea_core.registration.icp import REGISTRATION_TYPES, IcpConfig
+from fovea_core.registration.odometry import LidarOdometry, OdometryConfig, PoseErrorTracker
 from fovea_core.registration.pipeline import METHODS, DegenerateInputError, Registration, RegistrationConfig
 from fovea_core.registration.rigid import apply_transform
 from fovea_ros.conversions import MessageLayoutError, array_to_pointcloud2, pointcloud2_to_array, xyz_array
@@ -39,6 +42,20 @@ from fovea_ros.tf_buffer import TfBuffer, TransformLookupError, matrix_to_transf
 def cloud_xyz(msg: PointCloud2) -> np.ndarray:
     """PointCloud2 → (N, 3) float64; raises MessageLayoutError (with its drop reason) on malformed messages."""
     return xyz_array(pointcloud2_to_array(msg, require_xyz=True))
+
+
+def cloud_xyz_times(msg: PointCloud2) -> tuple[np.ndarray, np.ndarray | None]:
+    """(N, 3) points and, when the cloud has a per-point time field ``t`` (or ``time``), that time
+    normalised to [0, 1] over the sweep (for deskewing); None otherwise."""
+    structured = pointcloud2_to_array(msg, require_xyz=True)
+    points = xyz_array(structured)
+    names = structured.dtype.names or ()
+    field = next((name for name in ("t", "time", "timestamp") if name in names), None)
+    if field is None:
+        return points, None
+    times = np.asarray(structured[field], dtype=np.float64).reshape(-1)
+    span = float(np.nanmax(times) - np.nanmin(times)) if len(times) else 0.0
+    return points, ((times - np.nanmin(times)) / span if span > 0 else np.zeros_like(times))
 
 
 def xyz_cloud(points: np.ndarray, header) -> PointCloud2:
@@ -73,8 +90,25 @@ class RegistrationNode(FoveaNode):
         Param("map_frame", "map", "map frame (localization)"),
         Param("odom_topic", "odom", "nav_msgs/Odometry output (odometry mode)"),
         Param("pose_topic", "pose", "nav_msgs/Odometry in the map frame (localization mode)"),
-        Param("keyframe_distance", 1.0, "new keyframe after this translation, metres", min_value=0.0),
-        Param("keyframe_angle_deg", 10.0, "new keyframe after this rotation, degrees", min_value=0.0),
+        Param("threads", 1, "threads for every library call (small_gicp, faiss, k-d trees, Open3D, BLAS)",
+              min_value=1, max_value=64),
+        Param("icp_voxel_size", 1.0, "odometry: ICP map voxel, metres (KISS-ICP: max_range / 100)",
+              min_value=0.05, max_value=10.0),
+        Param("icp_registration", "VGICP", "odometry: small_gicp registration type", choices=REGISTRATION_TYPES),
+        Param("min_range", 1.0, "odometry: drop returns closer than this, metres", min_value=0.0),
+        Param("max_range", 100.0, "odometry: drop returns farther than this, metres", min_value=1.0),
+        Param("max_correspondence", 1.5, "odometry: cap on ICP's adaptive correspondence distance, metres",
+              min_value=0.05, max_value=20.0),
+        Param("deskew", False, "odometry: deskew with the cloud's per-point time field 't' (constant velocity); "
+              "off for clouds already motion-compensated"),
+        Param("max_gap_s", 0.5, "odometry: a longer scan-to-scan period switches to global registration",
+              min_value=0.0),
+        Param("max_correction", 2.0, "odometry: ICP moving this far from the prediction (metres at max_range) "
+              "switches to global registration", min_value=0.0),
+        Param("min_icp_fitness", 0.5, "odometry: ICP fitness below this switches to global registration",
+              min_value=0.0, max_value=1.0),
+        Param("path_topic", "odom_path", "std_msgs/String per odometry pose: '<stamp ns> <path> <reason>' "
+              "(path: start | icp | global)"),
         Param("map_file", "", "PLY/PCD map cloud for localization"),
         Param("map_topic", "", "PointCloud2 map for localization (used when map_file is empty)"),
         Param("publish_tf", True, "broadcast the TF of the mode"),
@@ -91,7 +125,7 @@ class RegistrationNode(FoveaNode):
             method=p.method, voxel_size=p.voxel_size, inlier_threshold=p.inlier_threshold,
             max_correspondences=p.max_correspondences, correspondence_selection=p.correspondence_selection,
             fpfh_max_neighbors=p.fpfh_max_neighbors, network_threads=p.network_threads,
-            min_points=p.min_points, backend=p.backend,
+            min_points=p.min_points, backend=p.backend, threads=p.threads,
             icp=p.icp, min_inlier_count=p.min_inlier_count, min_inlier_ratio=p.min_inlier_ratio,
             min_fitness=p.min_fitness, **({"model_dir": p.model_dir} if p.model_dir else {}),
         )
@@ -116,7 +150,12 @@ class RegistrationNode(FoveaNode):
     def activate(self) -> None:
         p = self.params
         # a fresh trajectory on every activation (a paused node resumes from where it is, not where it was)
-        self.odometry = KeyframeOdometry(p.keyframe_distance, p.keyframe_angle_deg)
+        self.odometry = LidarOdometry(OdometryConfig(
+            icp=IcpConfig(voxel_size=p.icp_voxel_size, registration_type=p.icp_registration, min_range=p.min_range,
+                          max_range=p.max_range, max_correspondence=p.max_correspondence, deskew=p.deskew,
+                          threads=p.threads),
+            max_gap_s=p.max_gap_s, max_correction=p.max_correction, min_fitness=p.min_icp_fitness,
+        ), self.registration)
         self.successes = 0
         self.failures = 0
         self.ground_truth: dict[int, np.ndarray] = {}
@@ -126,6 +165,7 @@ class RegistrationNode(FoveaNode):
                                   if p.publish_aligned else None)
         if p.mode == "odometry":
             self.pose_publisher = self.create_publisher(Odometry, p.odom_topic, 10)
+            self.path_publisher = self.create_publisher(String, p.path_topic, 10)
         else:
             self.pose_publisher = self.create_publisher(Odometry, p.pose_topic, 10)
             subscribe_tf(self, self.tf_buffer)
@@ -186,13 +226,16 @@ class RegistrationNode(FoveaNode):
         self.set_diagnostic("pose_error_rotation_max_deg", self.pose_errors.max_rotation_deg)
 
     def on_cloud(self, msg: PointCloud2) -> None:
-        points = self.receive(self.params.input_topic, msg, cloud_xyz, "cloud")
-        if points is not None:
-            self.submit((msg.header, points))
+        converted = self.receive(self.params.input_topic, msg, cloud_xyz_times, "cloud")
+        if converted is not None:
+            self.submit((msg.header, *converted))
 
     # ---- work --------------------------------------------------------------------------------------
     def process(self, item) -> None:
-        header, points = item
+        header, points, relative_times = item
+        if self.params.mode == "odometry":
+            self._odometry_step(header, points, relative_times)
+            return
         try:
             with self._lock:
                 scan = self.registration.prepare(points, "scan")
@@ -200,10 +243,7 @@ class RegistrationNode(FoveaNode):
             self.drop("degenerate scan", str(exc))
             self.set_diagnostic("last_result", f"degenerate scan: {exc}")
             return
-        if self.params.mode == "odometry":
-            self._odometry_step(header, scan)
-        else:
-            self._localization_step(header, scan)
+        self._localization_step(header, scan)
 
     def _register(self, scan, reference):
         try:
@@ -228,15 +268,26 @@ class RegistrationNode(FoveaNode):
         self.set_diagnostic("registrations_failed", self.failures)
         return result.success
 
-    def _odometry_step(self, header, scan) -> None:
-        if self.odometry.keyframe is None:
-            self._publish_pose(header, self.params.odom_frame, self.odometry.start(scan), scan)
+    def _odometry_step(self, header, points: np.ndarray, relative_times) -> None:
+        try:
+            with self._lock:
+                step = self.odometry.step(points, stamp_to_ns(header.stamp), relative_times)
+        except DegenerateInputError as exc:
+            self.drop("degenerate scan", str(exc))
+            self.set_diagnostic("last_result", f"degenerate scan: {exc}")
             return
-        result = self._register(scan, self.odometry.keyframe)
-        if result is None or not self._report(result):
+        self.set_diagnostic("last_path", step.path)
+        self.set_diagnostic("last_path_reason", step.reason)
+        self.set_diagnostic("icp_fitness", float(step.fitness))
+        for path, count in self.odometry.counts.items():
+            self.set_diagnostic(f"path_{path}", count)
+        if step.path == "global":
+            self.get_logger().info(f"odometry: global registration took over ({step.reason})")
+        if step.pose is None:
+            self.drop("tracking lost", step.reason)
             return
-        self._publish_pose(header, self.params.odom_frame, self.odometry.update(scan, result.transform), scan)
-        self.set_diagnostic("keyframes", self.odometry.keyframes)
+        self.path_publisher.publish(String(data=f"{stamp_to_ns(header.stamp)} {step.path} {step.reason}".strip()))
+        self._publish_pose(header, self.params.odom_frame, step.pose, points)
 
     def _localization_step(self, header, scan) -> None:
         if self.map_cloud is None:
@@ -277,7 +328,8 @@ class RegistrationNode(FoveaNode):
             self.tf_publisher.publish(TFMessage(transforms=[tf]))
         if self.aligned_publisher is not None:
             aligned_header = type(header)(stamp=header.stamp, frame_id=frame)
-            self.aligned_publisher.publish(xyz_cloud(apply_transform(pose, scan.points), aligned_header))
+            points = scan if isinstance(scan, np.ndarray) else scan.points
+            self.aligned_publisher.publish(xyz_cloud(apply_transform(pose, points), aligned_header))
 
     # ---- service -----------------------------------------------------------------------------------
     def on_register_clouds(self, request, response):

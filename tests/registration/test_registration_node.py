@@ -1,5 +1,6 @@
 """The registration node in its own process with real messages: odometry on the replayed bag
-bags/registration_pairs (real lidar scans, known poses) within the KITTI error bounds, the RegisterClouds
+bags/pandaset_lidar (real PandaSet sweeps, ground-truth poses) within 0.1 m / 0.5° of the truth, each pose
+with the path that produced it, the RegisterClouds
 service answering (and rejecting degenerate requests), diagnostics carrying the pose error."""
 import time
 
@@ -11,6 +12,7 @@ from nav_msgs.msg import Odometry
 from rclpy.qos import qos_profile_sensor_data
 from rclpy.serialization import deserialize_message
 from sensor_msgs.msg import PointCloud2
+from std_msgs.msg import String
 
 from fovea_core.geometry.transforms import invert_rigid, rigid_transform
 from fovea_core.paths import repo_root
@@ -20,8 +22,8 @@ from fovea_ros.bag.reader import BagReader
 from fovea_ros.conversions import array_to_pointcloud2
 
 pytestmark = pytest.mark.ros
-FRAMES = 5
-BAG = repo_root() / "bags" / "registration_pairs"
+FRAMES = 8
+BAG = repo_root() / "bags" / "pandaset_lidar"
 
 
 def pose_of(msg: Odometry) -> np.ndarray:
@@ -50,8 +52,9 @@ def xyz_message(points: np.ndarray, frame: str = "base_link") -> PointCloud2:
 
 @pytest.fixture
 def registration_node(peer, start_python):
-    odometry, diagnostics = [], []
+    odometry, diagnostics, paths = [], [], []
     peer.node.create_subscription(Odometry, "/registration/odom", odometry.append, 10)
+    peer.node.create_subscription(String, "/registration/odom_path", paths.append, 10)
     peer.node.create_subscription(DiagnosticArray, "/diagnostics", diagnostics.append, 10)
     clouds = peer.node.create_publisher(PointCloud2, "/lidar/points", qos_profile_sensor_data)
     truth = peer.node.create_publisher(Odometry, "/ground_truth/odom", 50)
@@ -63,7 +66,7 @@ def registration_node(peer, start_python):
         proc.stdout.read() if proc.poll() is not None else "node still starting")
     peer.wait_for_subscribers(clouds)
     peer.wait_for_subscribers(truth)
-    return clouds, truth, client, odometry, diagnostics, proc
+    return clouds, truth, client, odometry, diagnostics, proc, paths
 
 
 def diagnostic_values(diagnostics):
@@ -72,7 +75,7 @@ def diagnostic_values(diagnostics):
 
 
 def test_odometry_on_replayed_bag_matches_ground_truth(peer, registration_node):
-    clouds, truth, _, odometry, diagnostics, proc = registration_node
+    clouds, truth, _, odometry, diagnostics, proc, paths = registration_node
     scans, truths = read_bag(FRAMES)
     for index, (scan, gt) in enumerate(zip(scans, truths)):
         truth.publish(gt)
@@ -90,13 +93,17 @@ def test_odometry_on_replayed_bag_matches_ground_truth(peer, registration_node):
     first_truth = pose_of(truths[0])
     for msg, gt in zip(odometry, truths):
         expected = invert_rigid(first_truth) @ pose_of(gt)
-        assert rotation_error_deg(pose_of(msg), expected) < 5.0
-        assert translation_error(pose_of(msg), expected) < 0.6
+        assert rotation_error_deg(pose_of(msg), expected) < 0.5
+        assert translation_error(pose_of(msg), expected) < 0.1
     assert peer.wait_for(lambda: "pose_error_translation_max_m" in diagnostic_values(diagnostics)
-                         and diagnostic_values(diagnostics).get("registrations_ok") == str(FRAMES - 1), 10)
+                         and diagnostic_values(diagnostics).get("path_icp") == str(FRAMES - 1), 10)
     values = diagnostic_values(diagnostics)
-    assert float(values["pose_error_translation_max_m"]) < 0.6
-    assert float(values["inlier_ratio"]) > 0
+    assert float(values["pose_error_translation_max_m"]) < 0.1
+    assert values["last_path"] == "icp" and values["path_global"] == "0"
+    assert peer.wait_for(lambda: len(paths) == FRAMES, 5)
+    assert [m.data.split()[1] for m in paths] == ["start"] + ["icp"] * (FRAMES - 1)
+    assert [int(m.data.split()[0]) for m in paths] == [s.header.stamp.sec * 1_000_000_000 + s.header.stamp.nanosec
+                                                       for s in scans]
     assert float(values["processing_time_p99_ms"]) > 0
 
     # degenerate scans after the sequence: dropped with their reason, no pose, the node keeps running
@@ -111,13 +118,13 @@ def test_odometry_on_replayed_bag_matches_ground_truth(peer, registration_node):
                              ("1" if msg is all_nan else "2"), 5):
                 break
     assert diagnostic_values(diagnostics).get("drops/degenerate scan") == "2"
-    assert "too few" in diagnostic_values(diagnostics)["last_result"]
+    assert "minimum 50" in diagnostic_values(diagnostics)["last_result"]
     assert len(odometry) == FRAMES
     assert proc.poll() is None
 
 
 def test_service_registers_real_pair_and_rejects_degenerate_requests(peer, registration_node):
-    _, _, client, _, diagnostics, proc = registration_node
+    _, _, client, _, diagnostics, proc, _ = registration_node
     pair = next(p for p in load_real_pairs() if p.scale == "outdoor")
 
     def call(source, target, method=""):

@@ -357,6 +357,15 @@ def run_event_memory(tally: Tally) -> None:
     scenario("payload cut short (odd bytes)", cut_short, lambda node, drops: ("handled", ", ".join(drops)) if drops
              else ("silent loss", "a half word ignored uncounted"))
 
+    def huge_time_base():
+        enc = PacketStreamEncoder("mono", 64, 48)
+        msgs = packets(enc, 0, 3, 0)
+        msgs[1].time_base = 2**64 - 1
+        return msgs
+
+    scenario("mono time_base 2**64 - 1", huge_time_base, lambda node, drops: ("handled", ", ".join(drops)) if drops
+             else ("silent loss", "nothing counted"))
+
     def restart():
         first = packets(PacketStreamEncoder("evt3", 64, 48), 0, 5, 0)
         again = packets(PacketStreamEncoder("evt3", 64, 48), 0, 5, 0)

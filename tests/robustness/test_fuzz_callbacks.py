@@ -25,7 +25,8 @@ def accounted_once(harness, feed) -> str:
     before = harness.account()
     feed()
     after = harness.account()
-    assert not after.internal_errors(), f"unguarded failure: {after.internal_errors()} ({harness.node._last_error})"
+    new_errors = {r: n for r, n in (after.drops - before.drops).items() if r.startswith("internal error")}
+    assert not new_errors, f"unguarded failure: {new_errors} ({harness.node._last_error})"
     submitted = after.submitted - before.submitted
     dropped = after.whole_input_drops() - before.whole_input_drops()
     assert (submitted, dropped) in ((1, 0), (0, 1)), (
@@ -115,7 +116,7 @@ def test_event_memory_survives_every_generated_packet(event_memory, packet):
     before = event_memory.account()
     event_memory.feed("/event_camera/events", packet)
     after = event_memory.account()
-    assert not after.internal_errors(), f"{after.internal_errors()} ({node._last_error})"
+    assert not (after.drops - before.drops).keys() & after.internal_errors().keys(), node._last_error
     stats = node.decoder.stats
     assert stats.packets == after.inputs["/event_camera/events"]
     accepted = stats.packets - sum(stats.rejected.values())
@@ -250,13 +251,13 @@ def event_anomaly():
 
 
 @FUZZ
-@given(packet=event_packets(346, 260), frame=images(346, 260))
+@given(packet=event_packets(64, 48), frame=images(64, 48))
 def test_event_anomaly_survives_generated_packets_and_counts_every_frame(event_anomaly, packet, frame):
     node = event_anomaly.node
     before = event_anomaly.account()
     event_anomaly.feed("/event_camera/events", packet)
     after = event_anomaly.account()
-    assert not after.internal_errors(), f"{after.internal_errors()} ({node._last_error})"
+    assert not (after.drops - before.drops).keys() & after.internal_errors().keys(), node._last_error
     assert node.decoder.stats.packets == after.inputs["/event_camera/events"]
     node._last_stamp_ns.clear()
     accounted_once(event_anomaly, lambda: event_anomaly.feed("/camera/image_raw", frame))
@@ -276,5 +277,7 @@ def health():
 @FUZZ
 @given(msg=diagnostic_arrays())
 def test_health_node_survives_whatever_other_nodes_report(health, msg):
+    before = health.account()
     health.feed("/diagnostics", msg)
-    assert not health.account().internal_errors(), health.node._last_error
+    assert not (health.account().drops - before.drops).keys() & health.account().internal_errors().keys(), \
+        health.node._last_error

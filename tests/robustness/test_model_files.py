@@ -206,6 +206,16 @@ def test_fovea_run_prints_one_line_and_exits_2_in_both_modes(processes, tmp_path
     assert f"parameter 'model_path': model file {path}: is a Python pickle" in lines[0]
 
 
+def test_fovea_run_reports_an_invalid_topic_name_as_a_parameter_error(tmp_path):
+    graph = tmp_path / "graph.yaml"
+    graph.write_text("nodes:\n  - executable: voxel_filter_node\n    config: voxel_filter.yaml\n"
+                     "    parameters: {input_topic: 'lidar points'}\n")
+    run = subprocess.run([sys.executable, "-m", "fovea_ros.cli", "run", str(graph)], capture_output=True,
+                         text=True, timeout=120, cwd=REPO)
+    lines = only_lines(run)
+    assert run.returncode == 2 and len(lines) == 1 and "parameter 'input_topic'" in lines[0], lines
+
+
 # ---------------------------------------------------------------------------------------------- the checks
 def test_every_committed_model_passes_the_checks():
     """The shipped files load through the same checks (a stale .sha256 beside one would fail here)."""

@@ -6,7 +6,7 @@ The ROS glue (or :mod:`fovea_core.events.bagio`) copies message fields into :cla
 * **rejected** (with a reason; the packet's events are discarded, the decoder's state - the evt3 clock,
   the time of the last accepted event - stays as it was before the packet): unsupported encoding, a
   width or height of 0 (coordinates cannot be checked), a payload that is not a whole number of the
-  encoding's words (cut short), unknown evt3 words, no events, coordinates outside width x height, time
+  encoding's words (cut short), a ``time_base`` beyond int64 nanoseconds, unknown evt3 words, no events, coordinates outside width x height, time
   not sorted inside the packet or before the previous packet's, the previous packet again (same seq and
   header stamp). A seq that stays the same with new stamps is a sender that does not number its packets:
   no gap accounting then.
@@ -82,6 +82,8 @@ class StreamStats:
 # bytes per word of each encoding: a payload of another length was cut short or is not that encoding
 WORD_BYTES = {"evt3": 2, "mono": 8, "libcaer": 8, "libcaer_cmp": 2}
 UNSIZED_GAP_LIMIT = 256
+# time_base is a uint64 in the message; event times are int64 ns: beyond this a packet's times cannot be held
+MAX_TIME_BASE = 2**63 - 2**33
 _PERIOD_SAMPLES = 64
 
 
@@ -172,6 +174,8 @@ class PacketStreamDecoder:
             return empty_events(), triggers, "sensor size 0 (width or height)"
         if len(packet.events) % WORD_BYTES[packet.encoding]:
             return empty_events(), triggers, "payload not whole words (cut short?)"
+        if not 0 <= packet.time_base <= MAX_TIME_BASE:
+            return empty_events(), triggers, "time_base out of range"
         reason = None
         if packet.encoding == "evt3":
             events, triggers, unknown = self._evt3.decode(bytes(packet.events), packet.is_bigendian)

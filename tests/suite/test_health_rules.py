@@ -100,13 +100,19 @@ def test_node_rules_over_budget_drops_inactive_error_and_silence():
     assert levels(entries)["node:voxel_filter"] == Level.DEGRADED and levels(entries)["filtered"] == Level.DEGRADED
     assert reasons(entries, "filtered") == ["node voxel_filter: processing p99 80.0 ms over its 50 ms budget"]
 
-    # 30 of 40 new inputs dropped in the window: degraded, with the main reason
-    monitor.on_diagnostics(report("registration", {"lidar/points": 50}, {"lidar/points": 10.0},
-                                  **{"drops/superseded: worker busy": 30}), 2.0)
+    # 30 of 40 work items (10 processed + 30 dropped) in the window: degraded, with the main reason; points
+    # removed from clouds that were kept are parts of inputs, not work items
+    monitor.on_diagnostics(report("registration", {"lidar/points": 10}, {"lidar/points": 10.0}, processed=0), 1.5)
+    monitor.on_diagnostics(report("registration", {"lidar/points": 50}, {"lidar/points": 10.0}, processed=10,
+                                  **{"drops/superseded: worker busy": 30, "drops/non-finite points removed": 900}),
+                           2.0)
     entries = monitor.evaluate(2.0)
     assert levels(entries)["node:registration"] == Level.DEGRADED
-    assert "dropped 30 of 40 inputs" in reasons(entries, "node:registration")[0]
+    assert "dropped 30 of 40 work items" in reasons(entries, "node:registration")[0]
     assert "superseded: worker busy" in reasons(entries, "node:registration")[0]
+    monitor.on_diagnostics(report("voxel_filter", {"lidar/points": 60}, {"lidar/points": 10.0}, processed=100,
+                                  **{"drops/non-finite points removed": 5000}), 2.0)
+    assert levels(monitor.evaluate(2.0))["node:voxel_filter"] == Level.OK
 
     monitor.on_diagnostics(report("event_memory", {"event_camera/events": 400}, lifecycle_state="inactive"), 2.0)
     assert levels(monitor.evaluate(2.0))["event_memory"] == Level.UNRELIABLE

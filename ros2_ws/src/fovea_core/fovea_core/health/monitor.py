@@ -4,7 +4,8 @@ Time is passed in (monotonic seconds), never read here, so every rule is unit-te
 
 - **Node** ``n`` (its ``/diagnostics`` status ``fovea/n``): unknown until heard; unreliable when silent for
   ``stale_after_s``, not *active*, or reporting ERROR; degraded when its processing p99 is over its latency
-  budget (``over_budget``) or it dropped more than ``max_drop_fraction`` of its inputs over ``drop_window_s``.
+  budget (``over_budget``) or it dropped more than ``max_drop_fraction`` of its work over ``drop_window_s``
+  (work = items processed + items dropped, in the node's own units: a cloud, a camera set, a 5 ms window).
 - **Sensor** (a topic some node counts as ``inputs/<key>``): unknown until a node has counted a message;
   unreliable when no node has counted a new one for ``stale_after_s``; degraded below ``min_rate_hz``; and,
   where the rules name an anomaly source, the level its rules give the latest verdict's state (by default
@@ -20,6 +21,8 @@ from fovea_core.health.levels import Judgement, Level
 from fovea_core.health.rules import HealthRules
 
 DIAGNOSTIC_OK, DIAGNOSTIC_WARN, DIAGNOSTIC_ERROR, DIAGNOSTIC_STALE = 0, 1, 2, 3
+# drop reasons that count parts of an input (points removed from a cloud kept), not inputs or work items
+PER_ITEM_DROPS = ("non-finite points removed",)
 
 
 @dataclass
@@ -74,7 +77,7 @@ class _NodeHistory:
     def __init__(self) -> None:
         self.report: NodeReport | None = None
         self.heard_s = 0.0
-        self.samples: deque[tuple[float, float, dict[str, float]]] = deque()
+        self.samples: deque[tuple[float, float, dict[str, float]]] = deque()   # (time, processed, drops)
 
 
 class HealthMonitor:
@@ -88,11 +91,10 @@ class HealthMonitor:
     def on_diagnostics(self, report: NodeReport, now_s: float) -> None:
         history = self._nodes.setdefault(report.name, _NodeHistory())
         history.report, history.heard_s = report, now_s
-        inputs = sum(v for k in report.values if k.startswith("inputs/")
-                     if (v := _number(report.values, k)) is not None)
+        processed = _number(report.values, "processed") or 0.0
         drops = {k.removeprefix("drops/"): v for k in report.values if k.startswith("drops/")
-                 if (v := _number(report.values, k)) is not None}
-        history.samples.append((now_s, inputs, drops))
+                 if (v := _number(report.values, k)) is not None and k.removeprefix("drops/") not in PER_ITEM_DROPS}
+        history.samples.append((now_s, processed, drops))
         while len(history.samples) > 2 and now_s - history.samples[1][0] >= self.rules.drop_window_s:
             history.samples.popleft()
         for key, value in report.values.items():
@@ -155,14 +157,14 @@ class HealthMonitor:
     def _judge_drops(self, history: _NodeHistory, judgement: Judgement) -> None:
         if len(history.samples) < 2:
             return
-        (_, inputs0, drops0), (_, inputs1, drops1) = history.samples[0], history.samples[-1]
-        new_inputs = inputs1 - inputs0
+        (_, processed0, drops0), (_, processed1, drops1) = history.samples[0], history.samples[-1]
         new_drops = {r: n - drops0.get(r, 0.0) for r, n in drops1.items() if n - drops0.get(r, 0.0) > 0}
         total = sum(new_drops.values())
-        if new_inputs <= 0 or total <= self.rules.max_drop_fraction * new_inputs:
+        work = max(processed1 - processed0, 0.0) + total   # items the node took on: processed or dropped
+        if total <= 0 or total <= self.rules.max_drop_fraction * work:
             return
         worst = max(new_drops, key=new_drops.get)
-        judgement.flag(Level.DEGRADED, f"dropped {total:.0f} of {new_inputs:.0f} inputs in the last "
+        judgement.flag(Level.DEGRADED, f"dropped {total:.0f} of {work:.0f} work items in the last "
                                        f"{self.rules.drop_window_s:g} s (most: {worst})")
 
     def _judge_sensor(self, name: str, now_s: float) -> Judgement:

@@ -3,7 +3,7 @@
 A rules file (YAML; ``config/health_rules.yaml`` is the suite's)::
 
     stale_after_s: 3.0        # default for sensors and nodes: silent this long = unreliable
-    max_drop_fraction: 0.2    # a node dropping more of its inputs than this over drop_window_s is degraded
+    max_drop_fraction: 0.2    # a node dropping more of its work than this over drop_window_s is degraded
     drop_window_s: 10.0
     sensors:
       - name: event_camera

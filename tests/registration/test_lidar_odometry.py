@@ -161,3 +161,31 @@ def test_invalid_scans_raise_clear_errors(sweeps, points, stamp, message):
     odometry.step(sweeps[0][1], 1)
     with pytest.raises(DegenerateInputError, match=message.replace("(", r"\(").replace(")", r"\)")):
         odometry.step(sweeps[1][1] if points is None else points, stamp)
+
+
+def test_map_localizer_finds_the_pose_without_a_guess_and_relocalizes_on_request(sweeps):
+    from fovea_core.registration.odometry import MapLocalizer
+
+    origin = invert_rigid(sweeps[0][2])
+    prior = np.vstack([points @ (origin @ truth)[:3, :3].T + (origin @ truth)[:3, 3]
+                       for _, points, truth in sweeps[0:12:4]])  # a map from three real sweeps
+    localizer = MapLocalizer(prior, global_registration())
+    paths = []
+    for k in (13, 14, 15):
+        if k == 15:
+            localizer.request_relocalization()
+        stamp, points, truth = sweeps[k]
+        step = localizer.step(points, stamp)
+        paths.append((step.path, step.reason))
+        assert translation_error(step.pose, origin @ truth) < 0.2 and rotation_error_deg(step.pose, origin @ truth) < 1.0
+    assert paths == [("global", "start-up: no pose yet"), ("icp", ""), ("global", "requested")]
+
+
+def test_unusable_maps_are_refused_with_the_reason():
+    from fovea_core.registration.odometry import MapLocalizer
+
+    with pytest.raises(DegenerateInputError, match="no finite points"):
+        MapLocalizer(np.full((100, 3), np.nan), global_registration())
+    plane = np.c_[np.random.default_rng(0).uniform(-20, 20, (5000, 2)), np.zeros(5000)]
+    with pytest.raises(DegenerateInputError, match="feature-less"):
+        MapLocalizer(plane, global_registration())

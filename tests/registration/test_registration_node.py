@@ -184,3 +184,15 @@ def test_localization_against_a_map_file(peer, start_python, tmp_path):
     assert translation_error(pose_of(poses[0]), pair.transform) < 0.6
     assert peer.wait_for(lambda: any(t.header.frame_id == "map" and t.child_frame_id == "odom"
                                      for m in transforms for t in m.transforms), 5)
+
+
+@pytest.mark.parametrize("content, reason", [(b"ply\nformat nonsense\n", "cannot read"), (None, "cannot read")])
+def test_a_bad_map_file_stops_the_node_naming_the_parameter(start_python, tmp_path, content, reason):
+    path = tmp_path / "map.ply"
+    if content is not None:
+        path.write_bytes(content)
+    proc = start_python("-m", "fovea_ros.nodes.registration_node", "--ros-args", "-p", "mode:=localization",
+                        "-p", f"map_file:={path}")
+    assert proc.wait(timeout=60) == 2
+    output = proc.stdout.read()
+    assert "map_file" in output and reason in output, output

@@ -209,14 +209,27 @@ class ScanToMapIcp:
         return IcpResult(pose, initial_guess, fitness, distance, int(result.iterations), bool(result.converged),
                          registered)
 
-    def accept(self, frame, pose: np.ndarray, prediction: np.ndarray | None = None) -> None:
+    def set_map(self, points: np.ndarray) -> None:
+        """Replace the local map by a fixed prior map (localization): its voxels never expire and
+        ``accept(..., insert=False)`` keeps scans out of it."""
+        cfg = self.config
+        self.reset()
+        self.map.set_lru(2**31 - 1, 2**31 - 1)
+        cloud = small_gicp.voxelgrid_sampling(small_gicp.PointCloud(np.asarray(points, dtype=np.float64)),
+                                              0.5 * cfg.voxel_size, cfg.threads)
+        if cfg.registration_type == "VGICP":
+            small_gicp.estimate_covariances(cloud, small_gicp.KdTree(cloud, cfg.threads), cfg.neighbors, cfg.threads)
+        self.map.insert(cloud)
+
+    def accept(self, frame, pose: np.ndarray, prediction: np.ndarray | None = None, insert: bool = True) -> None:
         """Make ``pose`` the current one: update σ (from the prediction error), the motion model and the map."""
         if prediction is not None:
             self.threshold.update(invert_rigid(prediction) @ pose)
         pose = orthonormalized(pose)
         self.delta = orthonormalized(invert_rigid(self.pose) @ pose) if self.scans else np.eye(4)
         self.pose = pose
-        self.map.insert(frame, self.pose)
+        if insert:
+            self.map.insert(frame, self.pose)
         self.scans += 1
 
     def forget_motion(self) -> None:

@@ -12,6 +12,9 @@ Global registration needs no initial guess; its transform seeds one more ICP pas
 that fails as well the scan gets no pose ("lost") and the next one tries again. Each step says which path
 produced its pose: "start", "icp", "global" or "lost".
 
+``MapLocalizer``: the same two paths against a prior map (no initial pose): global registration against
+the map on the first scan, on request and when ICP loses track; ICP against the fixed map in between.
+
 Also here: ``PoseErrorTracker`` (pose error against ground truth, for diagnostics and benchmarks).
 """
 from __future__ import annotations
@@ -138,6 +141,62 @@ class LidarOdometry:
         self.last_stamp_ns = stamp_ns
         if points is not None:
             self.previous_points, self._previous_described = points, None
+        return step
+
+
+class MapLocalizer:
+    """Pose of each scan in a prior map's frame. ``registration`` (VBReg) finds the pose without a guess."""
+
+    def __init__(self, map_points: np.ndarray, registration, config: OdometryConfig | None = None):
+        self.config = config or OdometryConfig()
+        self.registration = registration
+        self.map_described = registration.prepare(map_points, "map")  # raises DegenerateInputError
+        self.icp = ScanToMapIcp(self.config.icp)
+        self.icp.set_map(clean_points(map_points, "map"))
+        self.relocalize_reason = "start-up: no pose yet"
+        self.last_stamp_ns: int | None = None
+        self.counts = {path: 0 for path in PATHS}
+
+    def request_relocalization(self, reason: str = "requested") -> None:
+        self.relocalize_reason = reason
+
+    def step(self, points: np.ndarray, stamp_ns: int) -> OdometryStep:
+        points = clean_points(points, "scan")
+        frame, source = self.icp.preprocess(points)
+        if source.size() < MIN_SCAN_POINTS:
+            raise DegenerateInputError(f"scan has {source.size()} points in range after the voxel grid "
+                                       f"(minimum {MIN_SCAN_POINTS})")
+        gap_s = (stamp_ns - self.last_stamp_ns) * 1e-9 if self.last_stamp_ns is not None else 0.0
+        self.last_stamp_ns = stamp_ns
+        if not self.relocalize_reason and gap_s > self.config.max_gap_s:
+            self.relocalize_reason = f"gap of {gap_s:.2f} s"
+        if not self.relocalize_reason:
+            prediction = self.icp.predict()
+            result = self.icp.register(source, prediction)
+            if result.fitness >= self.config.min_fitness:
+                self.icp.accept(frame, result.pose, prediction, insert=False)
+                return self._count(OdometryStep("icp", result.pose, "", result.fitness))
+            self.relocalize_reason = f"tracking lost (fitness {result.fitness:.2f} < {self.config.min_fitness})"
+        reason, timings = self.relocalize_reason, {}
+        tic = time.perf_counter()
+        try:
+            found = self.registration.register_prepared(self.registration.prepare(points, "scan"), self.map_described)
+        except DegenerateInputError as exc:
+            found, failure = None, str(exc)
+        timings["global"] = time.perf_counter() - tic
+        if found is None or not found.success:
+            failure = failure if found is None else found.message
+            return self._count(OdometryStep("lost", None, f"{reason}; global registration failed: {failure}", 0.0,
+                                            timings))
+        refined = self.icp.register(source, found.transform)
+        pose = refined.pose if refined.fitness >= self.config.min_fitness else found.transform
+        self.icp.accept(frame, pose, insert=False)
+        self.icp.forget_motion()
+        self.relocalize_reason = ""
+        return self._count(OdometryStep("global", pose, reason, max(refined.fitness, found.fitness), timings))
+
+    def _count(self, step: OdometryStep) -> OdometryStep:
+        self.counts[step.path] += 1
         return step
 
 

@@ -5,8 +5,10 @@ Modes (parameter ``mode``):
   global registration (``method``, VBReg by default) takes over after a gap, on a large motion or when
   ICP's fitness collapses (``fovea_core.registration.odometry``). Publishes ``nav_msgs/Odometry`` on
   ``odom_topic``, TF ``odom_frame → base_frame``, and per pose the path that produced it on ``path_topic``.
-- ``localization``: each scan is registered to a map cloud (``map_file`` PLY/PCD, or the latest message on
-  ``map_topic``); publishes the pose in ``map_frame`` on ``pose_topic`` and TF ``map_frame → odom_frame``
+- ``localization``: the pose in a prior map (``map_file`` PLY/PCD, or the latest message on ``map_topic``)
+  without an initial pose: global registration against the map on the first scan, on a request
+  (std_msgs/Empty on ``relocalize_topic``) and when ICP against the map loses track; ICP in between.
+  Publishes the pose in ``map_frame`` on ``pose_topic`` and TF ``map_frame → odom_frame``
   (using ``odom_frame → base_frame`` from /tf when available, identity otherwise).
 - always: service ``register_clouds`` (fovea_msgs/srv/RegisterClouds) aligning two clouds of the request.
 
@@ -22,7 +24,7 @@ import numpy as np
 from fovea_msgs.srv import RegisterClouds
 from nav_msgs.msg import Odometry
 from sensor_msgs.msg import PointCloud2
-from std_msgs.msg import String
+from std_msgs.msg import Empty, String
 from tf2_msgs.msg import TFMessage
 
 from fovea_core.geometry.transforms import invert_rigid, rigid_transform, translation_quaternion
@@ -30,7 +32,7 @@ from fovea_core.io.cloud_files import read_cloud
 from fovea_core.model_files import ModelFileError
 from fovea_core.registration.features import SELECTIONS
 from fovea_core.registration.icp import REGISTRATION_TYPES, IcpConfig
-from fovea_core.registration.odometry import LidarOdometry, OdometryConfig, PoseErrorTracker
+from fovea_core.registration.odometry import LidarOdometry, MapLocalizer, OdometryConfig, PoseErrorTracker
 from fovea_core.registration.pipeline import METHODS, DegenerateInputError, Registration, RegistrationConfig
 from fovea_core.registration.rigid import apply_transform
 from fovea_ros.conversions import MessageLayoutError, array_to_pointcloud2, pointcloud2_to_array, xyz_array
@@ -107,6 +109,8 @@ class RegistrationNode(FoveaNode):
               "switches to global registration", min_value=0.0),
         Param("min_icp_fitness", 0.5, "odometry: ICP fitness below this switches to global registration",
               min_value=0.0, max_value=1.0),
+        Param("relocalize_topic", "relocalize", "localization: a std_msgs/Empty here makes the next scan "
+              "relocalize by global registration against the map"),
         Param("path_topic", "odom_path", "std_msgs/String per odometry pose: '<stamp ns> <path> <reason>' "
               "(path: start | icp | global)"),
         Param("map_file", "", "PLY/PCD map cloud for localization"),
@@ -139,7 +143,12 @@ class RegistrationNode(FoveaNode):
                 raise ParameterError(f"parameter 'model_dir': cannot load the VBReg model: {exc}") from exc
         self._lock = threading.Lock()  # the service and the worker share the registration object
         self._truth_lock = threading.Lock()  # separate: ground truth must not wait for a registration
-        self.map_cloud = None
+        self.odometry_config = OdometryConfig(
+            icp=IcpConfig(voxel_size=p.icp_voxel_size, registration_type=p.icp_registration, min_range=p.min_range,
+                          max_range=p.max_range, max_correspondence=p.max_correspondence, deskew=p.deskew,
+                          threads=p.threads),
+            max_gap_s=p.max_gap_s, max_correction=p.max_correction, min_fitness=p.min_icp_fitness)
+        self.localizer = None
         if p.mode == "localization":
             self.tf_buffer = TfBuffer()
             if p.map_file:
@@ -150,12 +159,7 @@ class RegistrationNode(FoveaNode):
     def activate(self) -> None:
         p = self.params
         # a fresh trajectory on every activation (a paused node resumes from where it is, not where it was)
-        self.odometry = LidarOdometry(OdometryConfig(
-            icp=IcpConfig(voxel_size=p.icp_voxel_size, registration_type=p.icp_registration, min_range=p.min_range,
-                          max_range=p.max_range, max_correspondence=p.max_correspondence, deskew=p.deskew,
-                          threads=p.threads),
-            max_gap_s=p.max_gap_s, max_correction=p.max_correction, min_fitness=p.min_icp_fitness,
-        ), self.registration)
+        self.odometry = LidarOdometry(self.odometry_config, self.registration)
         self.successes = 0
         self.failures = 0
         self.ground_truth: dict[int, np.ndarray] = {}
@@ -171,6 +175,7 @@ class RegistrationNode(FoveaNode):
             subscribe_tf(self, self.tf_buffer)
             if not p.map_file:
                 self.create_subscription(PointCloud2, p.map_topic, self.on_map, 1)
+            self.create_subscription(Empty, p.relocalize_topic, self.on_relocalize, 10)
         if p.ground_truth_topic:
             self.create_subscription(Odometry, p.ground_truth_topic, self.on_ground_truth, 50)
         self.create_subscription(PointCloud2, p.input_topic, self.on_cloud, self.sensor_qos())
@@ -179,7 +184,7 @@ class RegistrationNode(FoveaNode):
 
     def cleanup(self) -> None:
         self.registration = None
-        self.map_cloud = None
+        self.localizer = None
 
     # ---- inputs ------------------------------------------------------------------------------------
     def _read_map_file(self, path: str) -> np.ndarray:
@@ -192,18 +197,24 @@ class RegistrationNode(FoveaNode):
     def _set_map(self, points: np.ndarray) -> None:
         try:
             with self._lock:
-                self.map_cloud = self.registration.prepare(points, "map")
-            self.set_diagnostic("map_points", len(self.map_cloud.points))
+                self.localizer = MapLocalizer(points, self.registration, self.odometry_config)
+            self.set_diagnostic("map_points", len(self.localizer.map_described.points))
         except DegenerateInputError as exc:
             raise ParameterError(f"parameter 'map_file': unusable map: {exc}") from exc
 
     def on_map(self, msg: PointCloud2) -> None:
         try:
-            with self._lock:
-                self.map_cloud = self.registration.prepare(cloud_xyz(msg), "map")
-            self.set_diagnostic("map_points", len(self.map_cloud.points))
+            localizer = MapLocalizer(cloud_xyz(msg), self.registration, self.odometry_config)
         except (MessageLayoutError, ValueError) as exc:  # DegenerateInputError is a ValueError
             self.drop("unusable map", str(exc))
+            return
+        with self._lock:
+            self.localizer = localizer
+        self.set_diagnostic("map_points", len(localizer.map_described.points))
+
+    def on_relocalize(self, _msg: Empty) -> None:
+        if self.localizer is not None:
+            self.localizer.request_relocalization("requested")
 
     def on_ground_truth(self, msg: Odometry) -> None:
         position, orientation = msg.pose.pose.position, msg.pose.pose.orientation
@@ -235,24 +246,17 @@ class RegistrationNode(FoveaNode):
         header, points, relative_times = item
         if self.params.mode == "odometry":
             self._odometry_step(header, points, relative_times)
-            return
-        try:
-            with self._lock:
-                scan = self.registration.prepare(points, "scan")
-        except DegenerateInputError as exc:
-            self.drop("degenerate scan", str(exc))
-            self.set_diagnostic("last_result", f"degenerate scan: {exc}")
-            return
-        self._localization_step(header, scan)
+        else:
+            self._localization_step(header, points)
 
-    def _register(self, scan, reference):
-        try:
-            with self._lock:
-                return self.registration.register_prepared(scan, reference)
-        except DegenerateInputError as exc:
-            self.drop("degenerate scan", str(exc))
-            self.set_diagnostic("last_result", str(exc))
-            return None
+    def _report_step(self, step, counts: dict, global_message: str) -> None:
+        self.set_diagnostic("last_path", step.path)
+        self.set_diagnostic("last_path_reason", step.reason)
+        self.set_diagnostic("icp_fitness", float(step.fitness))
+        for path, count in counts.items():
+            self.set_diagnostic(f"path_{path}", count)
+        if step.path == "global":
+            self.get_logger().info(f"{global_message} ({step.reason})")
 
     def _report(self, result) -> bool:
         self.set_diagnostic("inlier_ratio", float(result.inlier_ratio))
@@ -276,28 +280,29 @@ class RegistrationNode(FoveaNode):
             self.drop("degenerate scan", str(exc))
             self.set_diagnostic("last_result", f"degenerate scan: {exc}")
             return
-        self.set_diagnostic("last_path", step.path)
-        self.set_diagnostic("last_path_reason", step.reason)
-        self.set_diagnostic("icp_fitness", float(step.fitness))
-        for path, count in self.odometry.counts.items():
-            self.set_diagnostic(f"path_{path}", count)
-        if step.path == "global":
-            self.get_logger().info(f"odometry: global registration took over ({step.reason})")
+        self._report_step(step, self.odometry.counts, "odometry: global registration took over")
         if step.pose is None:
             self.drop("tracking lost", step.reason)
             return
         self.path_publisher.publish(String(data=f"{stamp_to_ns(header.stamp)} {step.path} {step.reason}".strip()))
         self._publish_pose(header, self.params.odom_frame, step.pose, points)
 
-    def _localization_step(self, header, scan) -> None:
-        if self.map_cloud is None:
+    def _localization_step(self, header, points: np.ndarray) -> None:
+        if self.localizer is None:
             self.drop("no map yet", f"waiting for {self.params.map_topic}")
             return
-        result = self._register(scan, self.map_cloud)
-        if result is None or not self._report(result):
+        try:
+            with self._lock:
+                step = self.localizer.step(points, stamp_to_ns(header.stamp))
+        except DegenerateInputError as exc:
+            self.drop("degenerate scan", str(exc))
+            self.set_diagnostic("last_result", f"degenerate scan: {exc}")
             return
-        pose_map_base = result.transform
-        self._publish_pose(header, self.params.map_frame, pose_map_base, scan)
+        self._report_step(step, self.localizer.counts, "localization: relocalized")
+        if step.pose is None:
+            self.drop("tracking lost", step.reason)
+            return
+        self._publish_pose(header, self.params.map_frame, step.pose, points)
 
     # ---- outputs -----------------------------------------------------------------------------------
     def _publish_pose(self, header, frame: str, pose: np.ndarray, scan) -> None:

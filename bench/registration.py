@@ -53,7 +53,8 @@ class FoveaRunner:
 
     def start(self):
         registration = Registration(RegistrationConfig.outdoor(backend="onnxruntime", voxel_size=self.global_voxel,
-                                                               max_correspondences=1000, threads=self.threads))
+                                                               max_correspondences=1000, prefilter_top_k=250,
+                                                               threads=self.threads))
         self.odometry = LidarOdometry(OdometryConfig(icp=IcpConfig(threads=self.threads)), registration)
 
     def step(self, sweep) -> np.ndarray:
@@ -197,15 +198,6 @@ def matrix_product_matches(source_features: np.ndarray, target_features: np.ndar
     return np.flatnonzero(backward[forward] == np.arange(len(forward)))
 
 
-def compatibility_top_k(corr: Correspondences, tau: float, keep: int) -> np.ndarray:
-    """Indices of the ``keep`` correspondences with the most length-compatible partners (first-order
-    spatial compatibility, |‖xi − xj‖ − ‖yi − yj‖| < τ): inliers agree with each other, outliers rarely."""
-    from fovea_core.registration.compatibility import length_difference
-
-    degree = (length_difference(corr.source, corr.target) < tau).sum(axis=1)
-    return np.sort(np.argsort(-degree, kind="stable")[:keep])
-
-
 def benchmark_global(sweeps, args) -> dict:
     rng = np.random.default_rng(args.seed)
     config = RegistrationConfig.outdoor(backend="onnxruntime", voxel_size=args.global_voxel,
@@ -238,16 +230,15 @@ def benchmark_global(sweeps, args) -> dict:
                 match_times["matrix_product"].append(time.perf_counter() - tic)
             for name in rows:
                 method = "vbreg" if name.startswith("vbreg") else name
-                subset = corr.subset(compatibility_top_k(corr, config.inlier_threshold, args.top_k)) \
-                    if name.startswith("vbreg_top") else corr
+                variant = replace(config, method=method, prefilter_top_k=args.top_k if name.startswith("vbreg_top") else 0)
                 tic = time.perf_counter()
                 with limited_threads(1):
-                    solved = registration.solve(subset, replace(config, method=method), {})
+                    solved = registration.solve(corr, variant, {})
                 seconds = time.perf_counter() - tic
                 re, te = rotation_error_deg(solved.transform, truth), translation_error(solved.transform, truth)
                 row = {"gap": gap, "start": int(start), "seconds": seconds, "re_deg": re, "te_m": te,
                        "success": bool(re < SUCCESS_RE_DEG and te < SUCCESS_TE_M),
-                       "correspondences": len(subset),
+                       "correspondences": min(len(corr), variant.prefilter_top_k or len(corr)),
                        "inlier_ratio": float(np.mean(np.linalg.norm(apply_transform(truth, corr.source) - corr.target,
                                                                     axis=1) < config.inlier_threshold))}
                 rows[name].append(row)

@@ -12,7 +12,7 @@ import numpy as np
 import open3d as o3d
 
 from .baselines import solve_ransac, solve_sc2
-from .compatibility import spatial_compatibility_rows
+from .compatibility import compatibility_top_k, spatial_compatibility_rows
 from .features import SELECTIONS, Correspondences, DescribedCloud, describe, match_clouds, to_open3d
 from .model_io import DEFAULT_MODEL_DIR, load_scorer, normalize_correspondences
 from .rigid import apply_transform
@@ -32,7 +32,8 @@ class RegistrationConfig:
     voxel_size: float = 0.05  # metres; FPFH radii are 2x / 5x this
     inlier_threshold: float = 0.10  # τ, metres (0.10 indoor RGB-D, 1.2 outdoor lidar)
     mutual: bool = True
-    max_correspondences: int = 1000  # cap on the matches the network sees (its attention is N^2)
+    max_correspondences: int = 1000  # cap on the FPFH matches (a random subset beyond it)
+    prefilter_top_k: int = 0  # VBReg only: score just the k most compatible of them (0 = all; see compatibility_top_k)
     correspondence_selection: str = "random"  # beyond the cap: "random" subset | "ratio" (most distinctive)
     fpfh_max_neighbors: int = 100  # histogram neighbours per point (within 5 voxels); fewer = faster FPFH
     min_points: int = 50  # per cloud after dropping non-finite points and downsampling
@@ -220,8 +221,11 @@ class Registration:
 
     def solve(self, correspondences: Correspondences, cfg: RegistrationConfig, timings: dict) -> VotingResult:
         """Transform from correspondences alone (also used directly by evaluation and the benchmark)."""
-        source, target = correspondences.source, correspondences.target
         tic = time.perf_counter()
+        if cfg.method == "vbreg" and cfg.prefilter_top_k and len(correspondences) > cfg.prefilter_top_k:
+            correspondences = correspondences.subset(compatibility_top_k(
+                correspondences.source, correspondences.target, cfg.inlier_threshold, cfg.prefilter_top_k))
+        source, target = correspondences.source, correspondences.target
         if cfg.method == "ransac":
             result = solve_ransac(source, target, cfg.inlier_threshold, cfg.ransac_max_iterations,
                                   cfg.ransac_confidence, cfg.seed)

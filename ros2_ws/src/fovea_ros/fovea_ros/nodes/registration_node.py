@@ -77,6 +77,8 @@ class RegistrationNode(FoveaNode):
         Param("voxel_size", 0.5, "downsampling voxel before FPFH, metres", min_value=1e-3, max_value=10.0),
         Param("inlier_threshold", 1.2, "τ: correspondence inlier distance, metres", min_value=1e-3, max_value=20.0),
         Param("max_correspondences", 300, "cap on the FPFH matches the network scores", min_value=10, max_value=20000),
+        Param("prefilter_top_k", 250, "vbreg: score only this many of the matches, the most length-compatible "
+              "(0 = all); the network's cost grows with the square", min_value=0, max_value=20000),
         Param("correspondence_selection", "random", "beyond the cap: 'ratio' keeps the most distinctive matches "
               "(nearest / second-nearest descriptor distance), 'random' a uniform subset", choices=SELECTIONS),
         Param("fpfh_max_neighbors", 100, "FPFH histogram neighbours per point (fewer = faster, less robust)",
@@ -128,6 +130,7 @@ class RegistrationNode(FoveaNode):
         config = RegistrationConfig(
             method=p.method, voxel_size=p.voxel_size, inlier_threshold=p.inlier_threshold,
             max_correspondences=p.max_correspondences, correspondence_selection=p.correspondence_selection,
+            prefilter_top_k=p.prefilter_top_k,
             fpfh_max_neighbors=p.fpfh_max_neighbors, network_threads=p.network_threads,
             min_points=p.min_points, backend=p.backend, threads=p.threads,
             icp=p.icp, min_inlier_count=p.min_inlier_count, min_inlier_ratio=p.min_inlier_ratio,

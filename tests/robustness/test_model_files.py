@@ -192,28 +192,30 @@ def only_lines(run) -> list[str]:
     return [line for line in (run.stdout + run.stderr).splitlines() if line.strip()]
 
 
-@pytest.mark.parametrize("processes", [False, True])
-def test_fovea_run_prints_one_line_and_exits_2_in_both_modes(processes, tmp_path, marker):
+def run_graph(graph: Path, *extra: str) -> tuple[int, list[str]]:
+    run = subprocess.run([sys.executable, "-m", "fovea_ros.cli", "run", str(graph), *extra], capture_output=True,
+                         text=True, timeout=120, cwd=REPO)
+    return run.returncode, only_lines(run)
+
+
+def test_fovea_run_prints_one_line_and_exits_2_in_one_process(tmp_path, marker):
     path = make_corrupt("pickled", MODELS / "hmnet" / "hmnet.pt", tmp_path / "hmnet.pt", marker)
     graph = tmp_path / "graph.yaml"
     graph.write_text(f"nodes:\n  - executable: event_memory_node\n    config: event_memory.yaml\n"
                      f"    parameters: {{model_path: '{path}'}}\n")
-    run = subprocess.run([sys.executable, "-m", "fovea_ros.cli", "run", str(graph),
-                          *(["--processes"] if processes else [])], capture_output=True, text=True, timeout=120,
-                         cwd=REPO)
-    lines = only_lines(run)
-    assert run.returncode == 2 and len(lines) == 1, lines
+    code, lines = run_graph(graph)
+    assert code == 2 and len(lines) == 1, lines
     assert f"parameter 'model_path': model file {path}: is a Python pickle" in lines[0]
 
 
-def test_fovea_run_reports_an_invalid_topic_name_as_a_parameter_error(tmp_path):
+def test_fovea_run_prints_one_line_and_exits_2_with_one_process_per_node(tmp_path):
+    """The other mode (each node its own executable), and a configuration error of another kind: an invalid
+    topic name is a parameter error too."""
     graph = tmp_path / "graph.yaml"
     graph.write_text("nodes:\n  - executable: voxel_filter_node\n    config: voxel_filter.yaml\n"
                      "    parameters: {input_topic: 'lidar points'}\n")
-    run = subprocess.run([sys.executable, "-m", "fovea_ros.cli", "run", str(graph)], capture_output=True,
-                         text=True, timeout=120, cwd=REPO)
-    lines = only_lines(run)
-    assert run.returncode == 2 and len(lines) == 1 and "parameter 'input_topic'" in lines[0], lines
+    code, lines = run_graph(graph, "--processes")
+    assert code == 2 and len(lines) == 1 and "parameter 'input_topic'" in lines[0], lines
 
 
 # ---------------------------------------------------------------------------------------------- the checks

@@ -140,16 +140,19 @@ class SuiteRun:
             recorder = subprocess.Popen(_fovea("record", str(self.recording), "--topics", *self.outputs,
                                                "/diagnostics", HEALTH_TOPIC),
                                         cwd=self.repo, stdout=record_log, stderr=subprocess.STDOUT)
+            players: list[BagPlayer] = []
             try:
                 up = self._wait_for_graph(probe, graph)
                 if up:
-                    published = self._replay()
+                    published = self._replay(players)
                     for run in self.members:
                         run._wait_for_node(probe, graph, published)
                     query = self._ask_planner_query(probe)
                     time.sleep(1.5)  # one more diagnostics period
                 alive = graph.poll() is None
             finally:
+                for player in players:  # only now: a reliable writer must outlive its slowest reader's backlog
+                    player.close()
                 _stop(recorder)
                 graph_code = _stop(graph, timeout=30.0)
                 probe.close()
@@ -207,8 +210,8 @@ class SuiteRun:
         (a node that takes only some of a bag's topics was checked by _listens)."""
         return [run.node_name for run in self.members if set(topics) <= set(run.spec.replay)]
 
-    def _replay(self) -> dict[str, int]:
-        players = []
+    def _replay(self, players: list) -> dict[str, int]:
+        """Every bag at once; the players stay open (``players``) until the books are read."""
         for bag, topics, remaps in self.replays:
             options = ReplayOptions(rate=self.rate, wait_for_subscribers=2, wait_timeout_s=30.0, topics=topics,
                                     remaps=remaps, reliability=self.reliability.get(bag),
@@ -219,7 +222,6 @@ class SuiteRun:
         published: dict[str, int] = {}
         for player in players:
             summary = player.wait(120.0)
-            player.close()
             if summary is not None:
                 print(summary.format(), flush=True)
                 for topic, n in summary.published.items():

@@ -109,7 +109,8 @@ def test_warn_within_half_a_second_of_a_desync_and_ok_again_after_it(peer, anoma
     settled = [m.offset_ms for m, ti in zip(scores, t) if ONSET + 300 * MS <= ti < END and np.isfinite(m.offset_ms)]
     assert settled and np.median(settled) >= 30, settled
     values, status = node_values(diagnostics)
-    assert values["streams"] == "both" and int(values["inputs/camera/image_raw"]) == n_frames
+    # sensor-data QoS is best effort: on a loaded machine a frame may not arrive (the scores above allow 3)
+    assert values["streams"] == "both" and n_frames - 3 <= int(values["inputs/camera/image_raw"]) <= n_frames
     assert proc.poll() is None
 
 

@@ -106,3 +106,45 @@ def test_one_query_routes_past_to_semantic_and_future_to_flow_with_validity_and_
     bad = QuerySpaceTime.Request(x=[1.0, 2.0], y=[0.0], z=[0.0], t=[0.0])
     reply = services.call(QuerySpaceTime, "/fovea/query_space_time", bad, timeout=30)
     assert not reply.success and "same length" in reply.message and len(reply.valid) == 0
+
+
+AV2_BAG = repo_root() / "bags" / "av2_7fab2350"
+
+
+def test_future_points_are_answered_by_the_real_occupancy_flow_node(peer, start_python, services):
+    """The flow half against the real occupancy-flow node on the real AV2 sweeps (its model, its map): the
+    query's answer for t > 0 is that node's own, point by point, status included; the semantic source is
+    not running here, and the reply says so without failing the flow half."""
+    start_python("-m", "fovea_ros.nodes.occupancy_flow_node", "--ros-args", "-p", "diagnostics_period:=0.5",
+                 "-p", "map_file:=bags/av2_7fab2350/map.json", "-p", "tf_timeout:=2.0")
+    start_python("-m", "fovea_ros.nodes.spacetime_query_node", "--ros-args", "-p", "call_timeout_s:=20.0")
+    flow = peer.node.create_client(QueryPoints, "/occupancy_flow/query_points")
+    assert flow.wait_for_service(timeout_sec=90), "the occupancy-flow node never offered its service"
+    with BagPlayer(AV2_BAG, ReplayOptions(wait_for_subscribers=1, wait_timeout_s=30.0,
+                                          wait_for_nodes=["occupancy_flow"])) as player:
+        player.play()
+
+    def flow_ready():
+        reply = services.call(QueryPoints, "/occupancy_flow/query_points",
+                              QueryPoints.Request(x=[5.0], y=[0.0], z=[0.0], t=[1.0]), timeout=10)
+        return reply.success
+    assert peer.wait_for(flow_ready, 60), "the occupancy-flow node has no sweep after the replay"
+
+    x, y, t = [10.0, 12.0, 15.0, 500.0, 5.0], [0.0, -3.0, 2.0, 0.0, 0.0], [1.0, 2.0, 3.0, 1.0, 0.0]
+    request = QuerySpaceTime.Request(x=x, y=y, z=[0.0] * 5, t=t)
+    request.header.frame_id = "base_link"
+    reply = services.call(QuerySpaceTime, "/fovea/query_space_time", request, timeout=60)
+    assert reply.success, reply.message
+    F, S = QuerySpaceTime.Response.SOURCE_FLOW, QuerySpaceTime.Response.SOURCE_SEMANTIC
+    assert list(reply.source) == [F, F, F, F, S]
+    direct = services.call(QueryPoints, "/occupancy_flow/query_points",
+                           QueryPoints.Request(header=request.header, x=x[:4], y=y[:4], z=[0.0] * 4, t=t[:4]))
+    assert np.allclose(reply.occupancy[:4], direct.probability, equal_nan=True)
+    assert np.allclose(reply.flow_x[:4], direct.flow_x, equal_nan=True)
+    ok = [s == QueryPoints.Response.STATUS_OK for s in direct.status]
+    assert ok[:3] == [True, True, True] and not ok[3], "500 m out is outside the grid"
+    assert list(reply.valid[:4]) == ok        # valid = the node's own per-point status (no health node here)
+    sources = {s.name: s for s in reply.sources}
+    assert sources["flow"].answered and sources["flow"].points == 4 and sources["flow"].health.level == Health.UNKNOWN
+    assert not sources["semantic"].answered and "not offered" in sources["semantic"].message
+    assert not reply.valid[4]

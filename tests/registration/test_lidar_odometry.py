@@ -189,3 +189,23 @@ def test_unusable_maps_are_refused_with_the_reason():
     plane = np.c_[np.random.default_rng(0).uniform(-20, 20, (5000, 2)), np.zeros(5000)]
     with pytest.raises(DegenerateInputError, match="feature-less"):
         MapLocalizer(plane, global_registration())
+
+
+def test_deskew_undoes_the_motion_within_a_sweep():
+    """A sensor moving by ``delta`` per sweep (0.8 m forward, 3° of yaw) sees static points at times s in
+    [0, 1]; deskewing must put every point where it is seen at the sweep's end (s = 1)."""
+    from scipy.spatial.transform import Rotation
+
+    from fovea_core.registration.icp import deskew
+
+    rng = np.random.default_rng(1)
+    at_end = rng.uniform(-30, 30, (2000, 3))
+    times = rng.uniform(0, 1, 2000)
+    delta = make_transform(axis_angle_to_matrix(np.array([0.0, 0.0, np.radians(3.0)])), np.array([0.8, 0.0, 0.0]))
+    rotvec = Rotation.from_matrix(delta[:3, :3]).as_rotvec()
+    observed = np.empty_like(at_end)
+    for i, s in enumerate(times):  # end ← sensor(s) = Exp((s − 1) ξ): translation and rotation scaled alike
+        rotation = Rotation.from_rotvec((s - 1.0) * rotvec).as_matrix()
+        observed[i] = rotation.T @ (at_end[i] - (s - 1.0) * delta[:3, 3])
+    assert np.abs(deskew(observed, times, delta) - at_end).max() < 1e-9
+    assert np.abs(observed - at_end).max() > 0.5  # the skew was real

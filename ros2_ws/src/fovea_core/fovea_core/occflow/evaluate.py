@@ -140,8 +140,8 @@ def plot_real_log(sample: Sample, predictors: dict, cfg: OccFlowConfig, out: Pat
             ax.set_xlim(extent[:2])
             ax.set_ylim(extent[2:])
     fig.suptitle("Argoverse 2 val log 7fab2350 (real sweeps; CC BY-NC-SA 4.0, Argo AI). Arrows: reverse flow "
-                 f"(where the occupant was {cfg.flow_dt:g} s earlier); green: ego", fontsize=11)
-    fig.tight_layout()
+                 f"(where the occupant was {cfg.flow_dt:g} s earlier); green: ego", fontsize=11, y=0.995)
+    fig.tight_layout(rect=(0, 0, 1, 0.98))
     fig.savefig(out, dpi=70)
     plt.close(fig)
 

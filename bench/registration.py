@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from fovea_core.geometry.transforms import invert_rigid
-from fovea_core.registration.features import Correspondences, describe, match_clouds
+from fovea_core.registration.features import match_clouds
 from fovea_core.registration.odometry import LidarOdometry, OdometryConfig
 from fovea_core.registration.icp import IcpConfig
 from fovea_core.registration.pipeline import Registration, RegistrationConfig

@@ -4,7 +4,6 @@ import numpy as np
 import pytest
 from scipy.spatial import cKDTree
 
-from fovea_core.registration import features
 from fovea_core.registration.features import (
     DescribedCloud, distance_ratio, match_clouds, select_correspondences,
 )

@@ -97,7 +97,7 @@ def test_simulated_scene_has_agents_on_the_map_seen_by_the_lidar():
     assert (s.map_raster[0][vehicles] > 0).mean() > 0.6             # vehicles drive on the drivable area
 
 
-def test_training_on_the_runner_lowers_the_loss_and_evaluation_scores(tmp_path):
+def test_training_runs_on_the_shared_runner_and_its_model_is_scored(tmp_path):
     from fovea_core.occflow import evaluate, train
     from fovea_core.occflow.metrics import MetricTable
     from fovea_core.occflow.predict import constant_velocity_predictor, implicit_predictor

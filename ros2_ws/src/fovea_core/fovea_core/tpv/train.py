@@ -35,10 +35,17 @@ from .model import TPVFormer, build_model
 DEFAULT_OUT = Path("models/tpv/tpv_cpu.pt")
 
 
-def training_points(frame: Frame, cfg: TPVConfig, count: int, rng: np.random.Generator):
-    """Up to ``count`` labelled lidar points inside the volume, padded with label -1."""
+def training_points(frame: Frame, cfg: TPVConfig, count: int, rng: np.random.Generator, balance: float = 0.0):
+    """Up to ``count`` labelled lidar points inside the volume, padded with label -1. ``balance`` > 0 draws a
+    point of a class with n points in the frame with probability proportional to n^-balance (0: uniform; 0.5
+    gives a class with 1/100 of the points 10x its share), so pedestrians and signs are seen every step."""
     keep = np.nonzero(data.points_in_volume(frame.points, cfg) & (frame.point_labels > 0))[0]
-    pick = rng.choice(keep, size=min(count, len(keep)), replace=False) if len(keep) else keep
+    weights = None
+    if balance > 0 and len(keep):
+        counts = np.bincount(frame.point_labels[keep], minlength=cfg.num_classes).astype(np.float64)
+        weights = counts[frame.point_labels[keep]] ** -balance
+        weights /= weights.sum()
+    pick = rng.choice(keep, size=min(count, len(keep)), replace=False, p=weights) if len(keep) else keep
     pts = np.zeros((count, 3), np.float32)
     lab = np.full(count, -1, np.int64)
     pts[:len(pick)] = frame.points[pick]
@@ -104,9 +111,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "only (mostly along the drive); default: shift on PandaSet, none on generated")
     parser.add_argument("--shift-cells", type=int, nargs=2, default=None, metavar=("X", "Y"),
                         help="largest shift in cells (default 5 5 for symmetry, 10 2 for shift)")
+    parser.add_argument("--augment-probability", type=float, default=1.0,
+                        help="fraction of steps whose frame is moved (the rest show the street where it is)")
     parser.add_argument("--photometric", type=float, default=0.0, help="colour jitter strength (0 = off)")
     parser.add_argument("--drop-cameras", type=float, default=0.0, help="probability of dropping some cameras")
     parser.add_argument("--points", type=int, default=2048, help="lidar points per step for the point loss")
+    parser.add_argument("--balance-points", type=float, default=0.0,
+                        help="class-balanced point sampling exponent (0 uniform, 0.5 square-root balancing)")
     parser.add_argument("--lr", type=float, default=None)
 
 
@@ -168,14 +179,14 @@ def build_task(args: argparse.Namespace, ctx: RunContext) -> TrainTask:
 
     def batches(rng: np.random.Generator):
         frame = frames[int(rng.integers(len(frames)))]
-        if symmetry:
+        if symmetry and rng.random() < args.augment_probability:
             frame = augment.grid_symmetry(frame, cfg, rng, shift_cells, rotate=mode == "symmetry")
         if args.drop_cameras:
             frame = augment.drop_cameras(frame, rng, probability=args.drop_cameras)
         if args.photometric:
             frame = augment.photometric(frame, rng, args.photometric)
         images, ego2img = data.model_inputs(frame, cfg)
-        pts, lab = training_points(frame, cfg, args.points, rng)
+        pts, lab = training_points(frame, cfg, args.points, rng, args.balance_points)
         return {"images": images, "ego2img": ego2img, "points": pts, "point_labels": lab,
                 "voxel_labels": torch.from_numpy(frame.voxel_labels)[None]}
 
@@ -197,7 +208,9 @@ def build_task(args: argparse.Namespace, ctx: RunContext) -> TrainTask:
         trained = trained.cpu().eval()
         info = {"data": args.data, "frames": len(frames), "iterations": summary["steps"],
                 "seconds": summary["train_seconds"], "points_per_step": args.points,
+                "balance_points": args.balance_points,
                 "augment": {"grid_symmetry": symmetry, "mode": mode, "shift_cells": list(shift_cells),
+                            "probability": args.augment_probability,
                             "photometric": args.photometric,
                             "drop_cameras": args.drop_cameras},
                 "init": init_note, "final_loss": round(summary["recent_means"].get("loss", float("nan")), 4),
@@ -212,8 +225,8 @@ def build_task(args: argparse.Namespace, ctx: RunContext) -> TrainTask:
         schedule=lambda opt, budget: ProgressLR(opt, warmup_cosine(0.05)),
         clip_grad_norm=5.0,
         config={"model": cfg.to_dict(), "variant": args.variant, "data": args.data, "augment": mode,
-                "shift_cells": list(shift_cells),
-                "photometric": args.photometric, "drop_cameras": args.drop_cameras, "points": args.points,
+                "shift_cells": list(shift_cells), "augment_probability": args.augment_probability,
+                "photometric": args.photometric, "drop_cameras": args.drop_cameras, "points": args.points, "balance_points": args.balance_points,
                 "init": str(args.init) if args.init else None})
 
 

@@ -53,7 +53,7 @@ class FoveaRunner:
 
     def start(self):
         registration = Registration(RegistrationConfig.outdoor(backend="onnxruntime", voxel_size=self.global_voxel,
-                                                               max_correspondences=1000, prefilter_top_k=250,
+                                                               max_correspondences=1000, prefilter_top_k=150,
                                                                threads=self.threads))
         self.odometry = LidarOdometry(OdometryConfig(icp=IcpConfig(threads=self.threads)), registration)
 
@@ -270,7 +270,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=2, help="interleaved odometry rounds")
     parser.add_argument("--global-voxel", type=float, default=1.0, help="FPFH voxel for global registration, m")
     parser.add_argument("--correspondences", type=int, default=1000)
-    parser.add_argument("--top-k", type=int, default=250, help="compatibility-guided subset for VBReg")
+    parser.add_argument("--top-k", type=int, default=150, help="compatibility-guided subset for VBReg")
     parser.add_argument("--pairs-per-gap", type=int, default=4)
     parser.add_argument("--matrix-product-pairs", type=int, default=3)
     parser.add_argument("--seed", type=int, default=0)

@@ -77,7 +77,7 @@ class RegistrationNode(FoveaNode):
         Param("voxel_size", 0.5, "downsampling voxel before FPFH, metres", min_value=1e-3, max_value=10.0),
         Param("inlier_threshold", 1.2, "τ: correspondence inlier distance, metres", min_value=1e-3, max_value=20.0),
         Param("max_correspondences", 300, "cap on the FPFH matches the network scores", min_value=10, max_value=20000),
-        Param("prefilter_top_k", 250, "vbreg: score only this many of the matches, the most length-compatible "
+        Param("prefilter_top_k", 150, "vbreg: score only this many of the matches, the most length-compatible "
               "(0 = all); the network's cost grows with the square", min_value=0, max_value=20000),
         Param("correspondence_selection", "random", "beyond the cap: 'ratio' keeps the most distinctive matches "
               "(nearest / second-nearest descriptor distance), 'random' a uniform subset", choices=SELECTIONS),

@@ -41,16 +41,28 @@ class Managed:
         for client in (self.change, self.get, self.set):
             assert client.wait_for_service(timeout_sec=20), f"{client.srv_name} never appeared"
 
-    def _call(self, client, request):
-        future = client.call_async(request)
-        assert self.peer.wait_for(future.done, 30), f"{client.srv_name} did not answer"
-        return future.result()
+    def _call(self, client, request, attempts: int = 3):
+        # a service found by wait_for_service may not be matched with our response reader yet (DDS discovery
+        # is per endpoint): on a loaded machine the first response can be lost, so idempotent calls retry
+        for _ in range(attempts):
+            future = client.call_async(request)
+            if self.peer.wait_for(future.done, 15):
+                return future.result()
+            client.remove_pending_request(future)
+        raise AssertionError(f"{client.srv_name} did not answer {attempts} calls")
 
     def state(self) -> str:
         return self._call(self.get, GetState.Request()).current_state.label
 
     def transition(self, transition_id: int) -> bool:
-        return self._call(self.change, ChangeState.Request(transition=Transition(id=transition_id))).success
+        goal = {Transition.TRANSITION_CONFIGURE: "inactive", Transition.TRANSITION_ACTIVATE: "active",
+                Transition.TRANSITION_DEACTIVATE: "inactive", Transition.TRANSITION_CLEANUP: "unconfigured",
+                Transition.TRANSITION_UNCONFIGURED_SHUTDOWN: "finalized"}[transition_id]
+        future = self.change.call_async(ChangeState.Request(transition=Transition(id=transition_id)))
+        if self.peer.wait_for(future.done, 30):
+            return future.result().success
+        self.change.remove_pending_request(future)  # the answer was lost, not necessarily the transition
+        return self.state() == goal
 
     def set_param(self, name: str, value):
         if isinstance(value, float):

@@ -12,7 +12,7 @@ setup(
         (f"share/{PACKAGE}", ["package.xml"]),
     ],
     install_requires=["numpy", "pyyaml", "torch", "onnx", "onnxruntime", "open3d", "rosbags", "scipy", "aedat",
-                      "scikit-learn", "pyarrow", "matplotlib"],
+                      "scikit-learn", "pyarrow", "matplotlib", "small_gicp", "faiss-cpu", "threadpoolctl"],
     zip_safe=True,
     maintainer="Fovea developers",
     description="Fovea method cores and inference backends (no ROS imports).",

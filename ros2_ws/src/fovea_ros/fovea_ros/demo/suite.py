@@ -27,6 +27,7 @@ from fovea_ros.demo.probe import Probe
 from fovea_ros.demo.stages import StageRun, StageSpec, _fovea, _stop
 
 STARTUP_TIMEOUT_S = 300.0     # every process imports its stack and loads its model on a shared CPU
+REPLAY_SETTLE_S = 2.0         # after a replay's publishers exist and its wait is over, before publishing
 MANAGER = "fovea/lifecycle_manager"
 HEALTH_TOPIC = "/fovea/health"
 QUERY_SERVICE = "/fovea/query_space_time"
@@ -213,8 +214,12 @@ class SuiteRun:
     def _replay(self, players: list) -> dict[str, int]:
         """Every bag at once; the players stay open (``players``) until the books are read."""
         for bag, topics, remaps in self.replays:
+            # a bag's topics go to different nodes (the DAVIS events to two, its frames to one): the replay's
+            # wait covers the nodes that take every topic; the others' readers, present in the graph
+            # (_listens), get REPLAY_SETTLE_S to match the new publishers (without it event memory once
+            # received none of the 52 packets: the replay started when the probe and the anomaly node matched)
             options = ReplayOptions(rate=self.rate, wait_for_subscribers=2, wait_timeout_s=30.0, topics=topics,
-                                    remaps=remaps, reliability=self.reliability.get(bag),
+                                    remaps=remaps, reliability=self.reliability.get(bag), delay_s=REPLAY_SETTLE_S,
                                     wait_for_nodes=self._nodes_on_every_topic([remaps.get(t, t) for t in topics]))
             player = BagPlayer(self.repo / bag, options, node_name=f"fovea_replay_{len(players)}")
             player.start()

@@ -101,7 +101,7 @@ class FoveaNode(LifecycleNode):
         self._worker: LatestWinsWorker | None = None
         self.delivery = DeliveryTracker()  # inputs lost before the callback, from the publishers' numbering
         self._published: dict[str, int] = {}  # output topic -> messages published (for books kept elsewhere)
-        self._state = "unconfigured"
+        self._lifecycle_label = "unconfigured"
         self._diag_pub = super().create_publisher(DiagnosticArray, "/diagnostics", 10)
         period = self.params.diagnostics_period if isinstance(self.params.diagnostics_period, float) else 1.0
         super().create_timer(max(0.05, period), self._guard(self.publish_diagnostics, "timer"))
@@ -155,7 +155,7 @@ class FoveaNode(LifecycleNode):
 
     @property
     def lifecycle_state(self) -> str:
-        return self._state
+        return self._lifecycle_label
 
     def sensor_qos(self, depth: int | None = None) -> QoSProfile:
         """The QoS of sensor subscriptions; ``depth`` overrides the history depth for high-rate streams
@@ -183,7 +183,7 @@ class FoveaNode(LifecycleNode):
             self._safe_cleanup()
             return TransitionCallbackReturn.FAILURE
         self._configure_error = ""
-        self._state = "inactive"
+        self._lifecycle_label = "inactive"
         return TransitionCallbackReturn.SUCCESS
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -199,30 +199,30 @@ class FoveaNode(LifecycleNode):
             return TransitionCallbackReturn.FAILURE
         self._active_entities, self._activation_entities = self._activation_entities, None
         self._configure_error = ""
-        self._state = "active"
+        self._lifecycle_label = "active"
         return super().on_activate(state)
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
         self._release_io()
-        self._state = "inactive"
+        self._lifecycle_label = "inactive"
         return super().on_deactivate(state)
 
     def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
         self._safe_cleanup()
-        self._state = "unconfigured"
+        self._lifecycle_label = "unconfigured"
         return TransitionCallbackReturn.SUCCESS
 
     def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
         self._release_io()
-        if self._state != "unconfigured":
+        if self._lifecycle_label != "unconfigured":
             self._safe_cleanup()
-        self._state = "finalized"
+        self._lifecycle_label = "finalized"
         return TransitionCallbackReturn.SUCCESS
 
     def on_error(self, state: LifecycleState) -> TransitionCallbackReturn:
         self._release_io()
         self._safe_cleanup()
-        self._state = "unconfigured"
+        self._lifecycle_label = "unconfigured"
         return TransitionCallbackReturn.SUCCESS
 
     def _safe_cleanup(self) -> None:
@@ -263,9 +263,9 @@ class FoveaNode(LifecycleNode):
             p = self._all_params.get(change.name)
             if p is None:
                 continue  # use_sim_time and other rclpy parameters
-            if not p.dynamic and self._state in ("inactive", "active"):
+            if not p.dynamic and self._lifecycle_label in ("inactive", "active"):
                 return SetParametersResult(successful=False, reason=(
-                    f"parameter '{p.name}' cannot change while the node is {self._state}: it is read at configure "
+                    f"parameter '{p.name}' cannot change while the node is {self._lifecycle_label}: it is read at configure "
                     "(deactivate and clean up the node, set it, configure again)"))
             value = normalized(p, change.value)
             try:
@@ -276,7 +276,7 @@ class FoveaNode(LifecycleNode):
         previous = {name: getattr(self.params, name) for name, _ in updates}
         for name, value in updates:
             setattr(self.params, name, value)
-        if self._state in ("inactive", "active"):
+        if self._lifecycle_label in ("inactive", "active"):
             try:
                 for name, value in updates:
                     self.on_parameter_change(name, value)
@@ -442,7 +442,7 @@ class FoveaNode(LifecycleNode):
         p50, p99 = self.latency.percentile(50), self.latency.percentile(99)
         budget_ms = float(self.params.latency_budget_ms or 0.0)
         values = {
-            "lifecycle_state": self._state,
+            "lifecycle_state": self._lifecycle_label,
             "processed": str(self.latency.total),
             "processing_time_p50_ms": f"{p50 * 1e3:.2f}" if p50 is not None else "n/a",
             "processing_time_p99_ms": f"{p99 * 1e3:.2f}" if p99 is not None else "n/a",
@@ -463,9 +463,9 @@ class FoveaNode(LifecycleNode):
         values.update({f"outputs/{topic.lstrip('/')}": str(n) for topic, n in sorted(self._published.items())})
         values.update(self._diag_values)
         if self._configure_error:
-            level, message = DiagnosticStatus.ERROR, f"{self._state}: {self._configure_error}"
-        elif self._state != "active":
-            level, message = DiagnosticStatus.OK, f"{self._state}"
+            level, message = DiagnosticStatus.ERROR, f"{self._lifecycle_label}: {self._configure_error}"
+        elif self._lifecycle_label != "active":
+            level, message = DiagnosticStatus.OK, f"{self._lifecycle_label}"
         elif self._last_error:
             level, message = DiagnosticStatus.WARN, f"last error: {self._last_error}"
         elif over_budget:

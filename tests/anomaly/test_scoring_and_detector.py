@@ -100,3 +100,30 @@ def test_model_file_round_trip_and_refusals(models, tmp_path):
     torch.save(state, tmp_path / "shapes.pt")
     with pytest.raises(ModelFileError, match="shape"):
         load_models(tmp_path / "shapes.pt")
+
+
+def test_next_step_export_equals_the_full_model_and_a_full_window_export_is_refused(models, tmp_path):
+    from fovea_core.backends.export import export_onnx
+    from fovea_core.events.anomaly.ar_model import NextStepPredictor
+    from fovea_core.events.anomaly.scoring import export_ar_onnx, onnx_window_runner
+
+    ar = models.ar["classical"]
+    rng = np.random.default_rng(1)
+    windows = torch.from_numpy(rng.dirichlet(np.ones(31) * 0.3, (3, ar.context)).astype(np.float32))
+    with torch.no_grad():
+        assert torch.allclose(NextStepPredictor(ar)(windows), ar(windows)[:, -1], atol=1e-5)
+    assert export_ar_onnx(ar, tmp_path / "ar.onnx") < 1e-4
+    runner = onnx_window_runner(tmp_path / "ar.onnx", 1, ar, "onnx_dir")
+    dists = rng.dirichlet(np.ones(31) * 0.3, 30).astype(np.float32)
+    with_runner, plain = StreamingKL(ar, 5, runner), StreamingKL(ar, 5)
+    a = np.array([with_runner.update(d) for d in dists])
+    b = np.array([plain.update(d) for d in dists])
+    assert np.allclose(a[1:], b[1:], atol=1e-4)
+    # the whole window's outputs (as earlier versions exported) are not a next-step model
+    torch.backends.mha.set_fastpath_enabled(False)
+    try:
+        export_onnx(ar.eval(), {"dists": windows[:1]}, tmp_path / "full.onnx", ["log_probs"])
+    finally:
+        torch.backends.mha.set_fastpath_enabled(True)
+    with pytest.raises(ModelFileError, match="onnx_dir.*not the next step"):
+        onnx_window_runner(tmp_path / "full.onnx", 1, ar, "onnx_dir")

@@ -80,7 +80,8 @@ class EventAnomalyNode(FoveaNode):
                 path = onnx_dir / f"ar_{name}.onnx"
                 if not path.is_file():
                     raise ParameterError(f"parameter 'onnx_dir': no {path.name} in {onnx_dir}")
-                self.window_runners[name] = onnx_window_runner(path, self.params.threads)
+                self.window_runners[name] = onnx_window_runner(path, self.params.threads, self.models.ar[name],
+                                                                 "onnx_dir")
         self.set_diagnostic("model", f"{resolve_data_path(self.params.model_path).name} ({self.params.method}, "
                                      f"calibrated on {self.models.meta.calibration})")
 
@@ -120,7 +121,10 @@ class EventAnomalyNode(FoveaNode):
         self._pending_events = []
         self._generation += 1
         self._clock_offset = None
+        # a fresh decoder (seq, clock and evt3 state start over) that keeps the books of every packet so far
+        books = self.decoder.stats
         self.decoder = PacketStreamDecoder()
+        self.decoder.stats = books
 
     def on_packet(self, msg: EventPacket) -> None:
         topic = self.params.events_topic

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fovea_core.events.anomaly.features import FeatureConfig, step_inputs
+from fovea_core.events.anomaly.features import SUB_BIN_NS, EventCounts, FeatureConfig, StepExtractor
 from fovea_core.events.anomaly.streams import EventFrameStreams, FrameStream
 
 DEFAULT_CACHE = Path("out") / "anomaly" / "sim"
@@ -64,10 +64,20 @@ class SequenceInputs:
 
 
 def sequence_inputs(streams: EventFrameStreams, cfg: FeatureConfig) -> SequenceInputs:
+    """The steps of a recorded sequence, with the extractor the detector streams through: events pushed as
+    far as each step needs them, so the results are the detector's."""
     f = streams.frames
     times = np.ascontiguousarray(streams.events["t"])
-    steps = [step_inputs(streams.events, int(f.stamps[k - 1]), int(f.stamps[k]), f.images[k - 1], f.images[k],
-                         streams.width, streams.height, cfg, times) for k in range(1, len(f))]
+    extractor = StepExtractor(streams.width, streams.height, cfg)
+    steps, pushed, previous = [], 0, None
+    for k in range(len(f)):
+        upto = int(np.searchsorted(times, int(f.stamps[k]) + cfg.horizon_ns))
+        extractor.push_events(streams.events[pushed:max(pushed, upto)])
+        pushed = max(pushed, upto)
+        current = extractor.frame(f.images[k])
+        if previous is not None:
+            steps.append(extractor.step(int(f.stamps[k - 1]), previous, int(f.stamps[k]), current))
+        previous = current
     if not steps:
         o, p = cfg.num_offsets, cfg.num_patches
         return SequenceInputs(np.zeros((0, o, 2, p), np.float32), np.zeros((0, 2, p), np.float32),
@@ -100,11 +110,16 @@ def activity_sequence(events: np.ndarray, start_ns: int, end_ns: int, width: int
 
     ends = np.arange(start_ns + step_ns, end_ns + 1, step_ns, dtype=np.int64)
     times = np.ascontiguousarray(events["t"])
-    dists = [activity_distribution(events, int(e - step_ns), int(e), width, height, activity_cfg, times=times)
-             for e in ends]
-    bounds = np.searchsorted(times, np.concatenate(([start_ns], ends)))
+    counts = EventCounts(width, height, activity_cfg.grid)
+    dists, totals, pushed = [], [], 0
+    for e in ends:
+        upto = int(np.searchsorted(times, int(e) + SUB_BIN_NS))  # every bin before the end edge complete
+        counts.push(events[pushed:upto])
+        pushed = upto
+        dists.append(activity_distribution(counts, int(e - step_ns), int(e)))
+        totals.append(counts.total(int(e - step_ns), int(e)))
     a = activity_cfg.num_patches
-    return (np.stack(dists) if dists else np.zeros((0, a), np.float32)), ends, np.diff(bounds).astype(np.int64)
+    return (np.stack(dists) if dists else np.zeros((0, a), np.float32)), ends, np.array(totals, np.int64)
 
 
 def sequence_features(streams: EventFrameStreams, cfg: FeatureConfig, pool: int, activity_cfg: FeatureConfig,

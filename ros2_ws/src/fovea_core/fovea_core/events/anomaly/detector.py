@@ -29,9 +29,9 @@ import numpy as np
 import torch
 
 from fovea_core.events.anomaly.bundle import AnomalyModels
-from fovea_core.events.anomaly.features import classical_distribution, expected_offset_ms, ncc_per_offset, step_inputs
+from fovea_core.events.anomaly.features import (StepExtractor, classical_distribution, expected_offset_ms,
+                                                ncc_per_offset)
 from fovea_core.events.anomaly.scoring import StreamingKL, StreamingRule
-from fovea_core.events.arrays import concat_events, empty_events
 
 STATES = ("STARTING", "OK", "WARN", "ERROR")
 
@@ -52,7 +52,8 @@ class StreamAnomalyDetector:
     def __init__(self, models: AnomalyModels, width: int, height: int, method: str = "learned",
                  error_ratio: float = 3.0, stream_timeout_ns: int = 1_000_000_000, threshold_scale: float = 1.0,
                  window_runners: dict | None = None) -> None:
-        """``window_runners``: AR model name -> full-window runner (ONNX Runtime), see ``StreamingKL``."""
+        """``window_runners``: AR model name -> next-step runner on full windows (ONNX Runtime), see
+        ``StreamingKL``."""
         if method not in ("rule", "classical", "learned"):
             raise ValueError(f"method must be rule, classical or learned, got '{method}'")
         self.models, self.meta, self.method = models, models.meta, method
@@ -79,22 +80,24 @@ class StreamAnomalyDetector:
         # events alone: the event-rate rule, which beat the events-only AR model on every event-side fault of
         # the real libcaer bag in the evaluation (models/anomaly/MODEL_CARD.md)
         self.events_scorer = StreamingRule(w, self.meta.rule_history)
-        self._events: list[np.ndarray] = []
+        # events are binned once on arrival; a step reads its shifted windows from the running prefix sums
+        self._extractor = StepExtractor(self.width, self.height, self.cfg)
         self._latest_event_ns: int | None = None
         self._first_event_ns: int | None = None
-        self._frames: deque = deque()  # (stamp, image) not yet scored as the end of a step, oldest first
-        self._previous: tuple[int, np.ndarray] | None = None  # the frame that starts the next step
+        self._frames: deque = deque()  # (stamp, frame) not yet scored as the end of a step, oldest first
+        self._previous: tuple | None = None  # the frame that starts the next step (its log intensity kept)
         self._latest_frame_ns: int | None = None
         self._recent_dists: deque = deque(maxlen=w)
         self._recent_counts: deque = deque(maxlen=50)
         self._intervals: deque = deque(maxlen=20)
+        self._frame_interval = 40_000_000  # median of the recent frame intervals (until there are some)
         self._next_events_step: int | None = None
 
     # ---- input --------------------------------------------------------------------------------------------
     def push_events(self, events: np.ndarray) -> list[StepResult]:
         """Time-sorted events on the frames' clock; returns the steps this completes."""
         if len(events):
-            self._events.append(events)
+            self._extractor.push_events(events)
             self._latest_event_ns = int(events["t"][-1])
             if self._first_event_ns is None:
                 self._first_event_ns = int(events["t"][0])
@@ -103,8 +106,9 @@ class StreamAnomalyDetector:
     def push_frame(self, stamp_ns: int, image: np.ndarray) -> list[StepResult]:
         if self._latest_frame_ns is not None:
             self._intervals.append(stamp_ns - self._latest_frame_ns)
+            self._frame_interval = int(np.median(self._intervals))
         self._latest_frame_ns = int(stamp_ns)
-        self._frames.append((int(stamp_ns), image))
+        self._frames.append((int(stamp_ns), self._extractor.frame(image)))
         return self._drain()
 
     def reset(self) -> None:
@@ -112,10 +116,6 @@ class StreamAnomalyDetector:
         self._setup()
 
     # ---- scoring ------------------------------------------------------------------------------------------
-    @property
-    def _frame_interval(self) -> int:
-        return int(np.median(self._intervals)) if self._intervals else 40_000_000
-
     def _drain(self) -> list[StepResult]:
         out = []
         horizon = self.cfg.horizon_ns
@@ -141,23 +141,16 @@ class StreamAnomalyDetector:
             self._trim()  # only after scoring: the buffer is joined and cut once per step, not once per packet
         return out
 
-    def _buffer(self) -> np.ndarray:
-        if len(self._events) > 1:
-            self._events = [concat_events(self._events)]
-        return self._events[0] if self._events else empty_events()
-
     def _trim(self) -> None:
         keep_from = (self._previous[0] if self._previous else self._latest_event_ns or 0) - self.cfg.horizon_ns \
             - 2 * self._frame_interval
         if self._next_events_step is not None:
             keep_from = min(keep_from, self._next_events_step - self.meta.events_step_ns)
-        events = self._buffer()
-        events = events[np.searchsorted(events["t"], keep_from):]
-        self._events = [events] if len(events) else []
+        self._extractor.events.trim(keep_from)
 
     def _score_step(self, previous, current) -> StepResult:
-        (t0, img0), (t1, img1) = previous, current
-        inputs = step_inputs(self._buffer(), t0, t1, img0, img1, self.width, self.height, self.cfg)
+        (t0, frame0), (t1, frame1) = previous, current
+        inputs = self._extractor.step(t0, frame0, t1, frame1)
         if self.method == "rule":
             ncc = ncc_per_offset(inputs)
             lag = int(np.argmax(ncc)) - self.cfg.max_offset_bins
@@ -184,14 +177,13 @@ class StreamAnomalyDetector:
         if self._next_events_step is None:  # the events-only clock starts where the watch starts
             start = self._latest_frame_ns if self._latest_frame_ns is not None else self._first_event_ns
             self._next_events_step = start - start % step + step
-        events = self._buffer()
         while self._latest_event_ns >= self._next_events_step:
             end = self._next_events_step
-            a, b = np.searchsorted(events["t"], [end - step, end])
-            _, score = self.events_scorer.update(float(np.log1p(b - a)))
+            n = self._extractor.events.total(end - step, end)
+            _, score = self.events_scorer.update(float(np.log1p(n)))
             usual = float(np.median(self._recent_counts)) if self._recent_counts else None
-            self._recent_counts.append(int(b - a))
-            result = self._result(end, score, self.events_threshold, None, usual, events_in_step=int(b - a))
+            self._recent_counts.append(n)
+            result = self._result(end, score, self.events_threshold, None, usual, events_in_step=n)
             result.method = "events"
             if self._latest_frame_ns is not None:  # frames came, then stopped while events run: that is the fault
                 result.state, result.suspected_fault = "ERROR", "frame_stall"

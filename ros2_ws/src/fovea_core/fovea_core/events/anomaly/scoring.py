@@ -11,7 +11,7 @@ from collections import deque
 import numpy as np
 import torch
 
-from fovea_core.events.anomaly.ar_model import LOG_FLOOR, CausalTransformerAR
+from fovea_core.events.anomaly.ar_model import LOG_FLOOR, CausalTransformerAR, NextStepPredictor
 
 
 def _kl(observed: np.ndarray, log_predicted: np.ndarray) -> np.ndarray:
@@ -53,34 +53,40 @@ def windowed_mean(scores: np.ndarray, window: int) -> np.ndarray:
 class StreamingKL:
     """Step-by-step :func:`kl_sequence` + :func:`windowed_mean`.
 
-    ``full_window``: optional runner for a full context window (``(1, context, dim)`` probabilities -> log-
-    probabilities), e.g. the model exported to ONNX and run by ONNX Runtime (:func:`onnx_window_runner`);
-    shorter windows at the start of a stream run on the torch model."""
+    ``next_step``: optional runner for a full context window (``(1, context, dim)`` probabilities -> the next
+    step's ``(1, dim)`` log-probabilities), e.g. the model's :class:`NextStepPredictor` exported to ONNX and run
+    by ONNX Runtime (:func:`onnx_window_runner`); shorter windows at the start of a stream run on the torch
+    model."""
 
-    def __init__(self, model: CausalTransformerAR, window: int, full_window=None) -> None:
+    def __init__(self, model: CausalTransformerAR, window: int, next_step=None) -> None:
         self.model = model.eval()
-        self.full_window = full_window
-        self.history: deque = deque(maxlen=model.context)
+        self.next_step = next_step
+        # the last ``context`` distributions, oldest first, in one array (no stacking per step)
+        self._context = np.zeros((1, model.context, model.dim), np.float32)
+        self._filled = 0
         self.recent: deque = deque(maxlen=window)
 
     def reset(self) -> None:
-        self.history.clear()
+        self._filled = 0
         self.recent.clear()
 
-    @torch.no_grad()
     def update(self, dist: np.ndarray) -> tuple[float, float]:
         """(step score, window score); NaN step score for the first step."""
         step = float("nan")
-        if self.history:
-            context = np.stack(self.history).astype(np.float32)[None]
-            if self.full_window is not None and len(self.history) == self.model.context:
-                predicted = self.full_window(context)[0, -1]
+        c = self.model.context
+        if self._filled:
+            if self.next_step is not None and self._filled == c:
+                predicted = self.next_step(self._context)[0]
             else:
-                predicted = self.model(torch.from_numpy(context))[0, -1].numpy()
+                with torch.no_grad():
+                    window = torch.from_numpy(self._context[:, c - self._filled:])
+                    predicted = self.model(window)[0, -1].numpy()
             step = float(_kl(dist, predicted))
             self.recent.append(step)
-        self.history.append(np.asarray(dist, np.float32))
-        return step, (float(np.mean(self.recent)) if self.recent else float("nan"))
+        self._context[0, :-1] = self._context[0, 1:].copy()
+        self._context[0, -1] = dist
+        self._filled = min(self._filled + 1, c)
+        return step, (sum(self.recent) / len(self.recent) if self.recent else float("nan"))
 
 
 def rule_step_scores(lags: np.ndarray, history: int = 25) -> np.ndarray:
@@ -123,25 +129,45 @@ def calibrate_threshold(normal_window_scores: np.ndarray, false_alarm_rate: floa
 
 
 def export_ar_onnx(model: CausalTransformerAR, path) -> float:
-    """Export the AR model for full context windows (fixed length ``context``) and return the largest
-    |ONNX Runtime - torch| difference on a random window (the export's own check)."""
+    """Export the AR model's next-step prediction from a full context window (:class:`NextStepPredictor`,
+    fixed length ``context``) and return the largest |ONNX Runtime - torch| difference on a random window,
+    against the full model's last output (the export's own check)."""
     from fovea_core.backends.export import export_onnx
+    from fovea_core.backends.onnxruntime_backend import OnnxRuntimeBackend
 
     sample = torch.softmax(torch.randn(1, model.context, model.dim), dim=-1)
     # the fused inference kernel of nn.TransformerEncoderLayer has no ONNX form: export the plain ops
     fastpath = torch.backends.mha.get_fastpath_enabled()
     torch.backends.mha.set_fastpath_enabled(False)
     try:
-        report = export_onnx(model.eval(), {"dists": sample}, path, ["log_probs"])
+        export_onnx(NextStepPredictor(model.eval()).eval(), {"dists": sample}, path, ["log_probs"])
     finally:
         torch.backends.mha.set_fastpath_enabled(fastpath)
-    return max(report.max_abs_diff.values())
+    check = torch.softmax(3 * torch.randn(1, model.context, model.dim), dim=-1)
+    with torch.no_grad():
+        expected = model.eval()(check)[:, -1].numpy()
+    got = OnnxRuntimeBackend(path, device="cpu", intra_op_threads=1).run({"dists": check.numpy()})["log_probs"]
+    return float(np.abs(got - expected).max())
 
 
-def onnx_window_runner(path, threads: int = 1):
-    """A ``full_window`` runner for :class:`StreamingKL` from an exported AR model (checked load)."""
+def onnx_window_runner(path, threads: int = 1, model: CausalTransformerAR | None = None,
+                       parameter: str | None = None):
+    """A ``next_step`` runner for :class:`StreamingKL` from an exported AR model (checked load). With ``model``,
+    the file must take that model's full window and give one next-step distribution (an export of another
+    shape, or of the full window as earlier versions wrote it, is refused naming the file)."""
     from fovea_core.backends.onnxruntime_backend import OnnxRuntimeBackend
-    from fovea_core.model_files import check_model_file
+    from fovea_core.model_files import ModelFileError, check_model_file
 
-    backend = OnnxRuntimeBackend(check_model_file(path, "onnx"), device="cpu", intra_op_threads=threads)
+    path = check_model_file(path, "onnx", parameter)
+    backend = OnnxRuntimeBackend(path, device="cpu", intra_op_threads=threads)
+    if model is not None:
+        window = np.full((1, model.context, model.dim), 1.0 / model.dim, np.float32)
+        try:
+            out = backend.run({"dists": window})["log_probs"]
+        except (KeyError, ValueError, RuntimeError) as exc:
+            raise ModelFileError(path, f"is no next-step AR model for {model.context} x {model.dim} windows "
+                                       f"({exc})", parameter) from None
+        if out.shape != (1, model.dim):
+            raise ModelFileError(path, f"gives {out.shape}, not the next step's (1, {model.dim}): re-export it "
+                                       "(fovea train anomaly / export_onnx_models)", parameter)
     return lambda window: backend.run({"dists": window})["log_probs"]

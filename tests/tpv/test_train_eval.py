@@ -19,6 +19,20 @@ REPO = Path(__file__).resolve().parents[2]
 FEW_TRAIN = ["0", "20", "43"]
 
 
+def test_balanced_point_sampling_raises_the_share_of_rare_classes():
+    from fovea_core.tpv.frame import Frame
+    cfg = tiny_config()
+    rng = np.random.default_rng(0)
+    labels = np.r_[np.full(9900, ROAD), np.full(100, VEHICLE)]
+    points = rng.uniform([-7, -7, 0], [7, 7, 3], (len(labels), 3)).astype(np.float32)
+    frame = Frame(["c"], np.zeros((1, 4, 4, 3), np.uint8), np.eye(3)[None], np.eye(4)[None], points, labels)
+    share = {}
+    for balance in (0.0, 0.5):
+        _, lab = train.training_points(frame, cfg, 1000, np.random.default_rng(1), balance)
+        share[balance] = float((lab == VEHICLE).float().mean())
+    assert 0.005 < share[0.0] < 0.02 and 0.06 < share[0.5] < 0.12  # 1 % of the points -> ~9 % of the draws
+
+
 def test_generated_train_then_evaluate_writes_checkpoint_table_and_plots(tmp_path, capsys):
     ckpt = tmp_path / "tiny.pt"
     assert train.main(["--config", "tiny", "--data", "generated", "--data-dir", str(tmp_path / "data"),

@@ -29,7 +29,7 @@ import torch
 from . import data, real_data
 from .baselines import HeightPrior, VoxelLookup
 from .box_check import box_check, plot_real_sample
-from .frame import IGNORE, Frame
+from .frame import Frame
 from .metrics import IoUAccumulator
 from .scenes import CLASS_NAMES
 from .scoring import iou_table, predict

@@ -71,18 +71,18 @@ def per_frame_lines(result: dict, path: Path) -> None:
     plt.close(fig)
 
 
-def _cameras_with_labels(fig, grid_rows, frame: Frame, point_labels: np.ndarray, points: np.ndarray) -> None:
+def _cameras_with_labels(fig, grid, frame: Frame, point_labels: np.ndarray, points: np.ndarray) -> None:
     ego2img = ego_to_image(frame.intrinsics, frame.cam2ego)
     width, height = frame.image_size
     for k, name in enumerate(PICTURE_LAYOUT if set(PICTURE_LAYOUT) <= set(frame.camera_names) else frame.camera_names[:6]):
         i = frame.camera_names.index(name)
-        ax = fig.add_subplot(grid_rows, 3, k + 1)
+        ax = fig.add_subplot(grid[k // 3, 4 * (k % 3):4 * (k % 3) + 4])
         ax.imshow(frame.images[i])
         p = np.c_[points, np.ones(len(points))] @ ego2img[i].T
         with np.errstate(divide="ignore", invalid="ignore"):
             u, v = p[:, 0] / p[:, 2], p[:, 1] / p[:, 2]
         ok = (p[:, 2] > 0.5) & (u >= 0) & (u < width) & (v >= 0) & (v < height)
-        ax.scatter(u[ok], v[ok], c=CLASS_COLORS[point_labels[ok]], s=0.6, alpha=0.7, linewidths=0)
+        ax.scatter(u[ok], v[ok], c=CLASS_COLORS[point_labels[ok]], s=1.5, alpha=0.6, linewidths=0)
         ax.set_xlim(0, width)
         ax.set_ylim(height, 0)
         ax.set_title(f"{name}: lidar returns coloured by the camera model's labels", fontsize=8)
@@ -97,8 +97,9 @@ def real_frame_picture(model, blind_model, frame: Frame, path: Path, title: str,
     inside = data.points_in_volume(frame.points, cfg)
     pts = frame.points[inside]
     vox, _, labels, _ = predict(model, frame, pts)
-    fig = plt.figure(figsize=(20, 13))
-    _cameras_with_labels(fig, 4, frame, labels, pts)
+    fig = plt.figure(figsize=(20, 15))
+    grid = fig.add_gridspec(3, 12, height_ratios=[1, 1, 1.5])
+    _cameras_with_labels(fig, grid, frame, labels, pts)
     extent = [cfg.y_range[1], cfg.y_range[0], cfg.x_range[0], cfg.x_range[1]]  # x up, y to the left
     panels = [("camera model: occupancy (top-most voxel class)", None),
               ("camera model: lidar labels", labels)]
@@ -106,14 +107,15 @@ def real_frame_picture(model, blind_model, frame: Frame, path: Path, title: str,
         panels.append(("image-blind network: lidar labels", predict(blind_model, frame, pts)[2]))
     gt = frame.point_labels[inside]
     panels.append(("ground truth (PandaSet labels, mapped; grey: ignored)", gt))
+    width = 12 // len(panels)
     for k, (name, lab) in enumerate(panels):
-        ax = fig.add_subplot(2, len(panels), len(panels) + k + 1)
+        ax = fig.add_subplot(grid[2, k * width:(k + 1) * width])
         if lab is None:
             ax.imshow(CLASS_COLORS[top_view(vox)][::-1, ::-1], extent=extent, interpolation="nearest")
         else:
             colours = np.where(lab[:, None] >= 0, CLASS_COLORS[np.maximum(lab, 0)], 0.6)
             order = np.argsort(pts[:, 2])
-            ax.scatter(pts[order, 1], pts[order, 0], c=colours[order], s=0.3, linewidths=0)
+            ax.scatter(pts[order, 1], pts[order, 0], c=colours[order], s=0.5, linewidths=0)
             ax.set_xlim(cfg.y_range[1], cfg.y_range[0])
             ax.set_ylim(cfg.x_range[0], cfg.x_range[1])
             ax.set_facecolor("black")

@@ -10,7 +10,6 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import numpy as np
 
 from .config import TPVConfig
 from .dense_labels import SplitAccumulator, dense_labels

@@ -83,7 +83,8 @@ class LifecycleManagerNode(FoveaNode):
         self.calls: ServiceCaller | None = None
         self.states: dict[str, str] = {}
         self.expected: str | None = None     # where the last command left the nodes
-        self.problem = ""                    # why the graph is not where it should be
+        self.problem = ""                    # why the last command stopped
+        self.drift = ""                      # nodes the periodic check found away from the expected state
         self.last_command = "none"
         super().__init__(**kwargs)
 
@@ -94,7 +95,7 @@ class LifecycleManagerNode(FoveaNode):
         self._diag_sub = self.calls.node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, 50)
         self._command_lock = threading.Lock()
         self.states = {name: "unknown" for name in self.params.node_names}
-        self.expected, self.problem, self.last_command = None, "", "none"
+        self.expected, self.problem, self.drift, self.last_command = None, "", "", "none"
 
     def activate(self) -> None:
         self.create_service(ManageNodes, self.params.manage_service, self.on_manage)
@@ -177,7 +178,7 @@ class LifecycleManagerNode(FoveaNode):
         label, direction, target, steps = PLANS[command]
         names = list(self.params.node_names)[::direction]
         with self._command_lock:
-            self.last_command, self.expected, self.problem = label, target, ""
+            self.last_command, self.expected, self.problem, self.drift = label, target, "", ""
             self.set_diagnostic("command", f"{label} running")
             for node in names:
                 wait = self.params.wait_for_nodes_s if command == ManageNodes.Request.STARTUP else 2.0
@@ -232,17 +233,17 @@ class LifecycleManagerNode(FoveaNode):
         if self.expected is None:
             return
         wrong = [f"{n} is {s}" for n, s in self.states.items() if s != self.expected]
-        if wrong:
-            self.problem = f"expected every node {self.expected}, but " + ", ".join(wrong)
-        elif self.problem.startswith("expected every node"):
-            self.problem = ""
+        # kept apart from the command's own reason, which names the cause (a failed configure) that this
+        # check only sees the consequences of; both stay in the message
+        self.drift = f"expected every node {self.expected}, but " + ", ".join(wrong) if wrong else ""
 
     def diagnostic_status(self) -> DiagnosticStatus:
         status = super().diagnostic_status()
         for node, state in self.states.items():
             status.values.append(KeyValue(key=f"node/{node}", value=state))
-        if self.lifecycle_state == "active" and self.problem:
-            status.level, status.message = DiagnosticStatus.ERROR, self.problem
+        problems = [p for p in (self.problem, self.drift) if p]
+        if self.lifecycle_state == "active" and problems:
+            status.level, status.message = DiagnosticStatus.ERROR, "; ".join(problems)
         elif self.lifecycle_state == "active" and status.level == DiagnosticStatus.OK:
             status.message = f"{self.last_command}: every node {self.expected}" if self.expected else "no command yet"
         return status

@@ -8,15 +8,19 @@ The clip (0.5 s, 12 frame steps) is played ``--rounds`` times back to back, each
 periods, so the streaming parts reach their steady state (a full 50-step AR context). Per frame step, one
 thread, every part on the same step one after the other:
   events     binning the frame period's events into the prefix sums (each event once; shared by all)
-  steps      the step inputs from them: 31 shifted windows (one gather) + frame change (log once per frame)
+  steps      the step inputs from them: 31 shifted windows of the step and 31 of the nominal length (one
+             gather each) + frame change (log once per frame)
+  nominal    one more gather of 31 windows: the nominal-length windows of a step whose interval is not the usual
+             one (DAVIS frames come every 40.0 ms, so the extractor reuses the step's own windows; a jittery
+             frame clock pays this too - counted in the totals as the worst case)
   rule       the rule baseline on the step inputs: NCC argmax + running-median update
-  classical  NCC softmax (the classical distribution)
-  learned    the sync network (torch) on the step inputs (the learned distribution)
-  ar_torch   the AR model's next-step prediction + KL on a full 50-step context, PyTorch
-  ar_onnx    the same exported to ONNX, ONNX Runtime (what the node runs once the context is full)
+  classical  NCC softmax of both window sets (the classical distributions)
+  learned    the sync network (torch) on both window sets (the learned distributions)
+  ar_torch   the step score: AR next-step prediction on a full 50-step context (PyTorch) + KLs, reference terms
+  ar_onnx    the same with the prediction exported to ONNX, ONNX Runtime (what the node runs)
   detector   the node's core end to end (StreamAnomalyDetector, classical + ONNX Runtime AR): the frame
              period's events pushed, then the frame; scoring, state and diagnosis included
-Totals per method = events + steps + its own part (+ ar_onnx for classical and learned). Goals: features
+Totals per method = events + steps + nominal + its own part (+ ar_onnx for classical and learned). Goals: features
 <= 5 ms and AR <= 1 ms per step, all well under the 40 ms frame period. Writes <--out>/event_anomaly.json;
 the last line is the headline.
 """
@@ -74,10 +78,12 @@ def main(argv=None) -> int:
                    for name in ("classical", "learned")}
         extractor = StepExtractor(clip.width, clip.height, cfg)
         rule = StreamingRule(models.meta.window_steps, models.meta.rule_history)
-        ar_torch = StreamingKL(models.ar["classical"], models.meta.window_steps)
-        ar_onnx = StreamingKL(models.ar["classical"], models.meta.window_steps, runners["classical"])
+        reference = models.meta.reference("classical")
+        ar_torch = StreamingKL(models.ar["classical"], models.meta.window_steps, reference=reference)
+        ar_onnx = StreamingKL(models.ar["classical"], models.meta.window_steps, runners["classical"], reference)
         detector = StreamAnomalyDetector(models, clip.width, clip.height, "classical", window_runners=runners)
-        state = {"frame": None, "inputs": None, "dist": None}
+        period_ns = int(np.median(np.diff(clip.frames.stamps)))
+        state = {"frame": None, "inputs": None, "dist": None, "nominal": None}
 
         def push_events(k):
             extractor.push_events(ev[bounds[k - 1]:bounds[k]])
@@ -89,11 +95,15 @@ def main(argv=None) -> int:
             state["frame"] = current
 
         def classical(k):
-            state["dist"] = classical_distribution(state["inputs"], cfg)
+            x = state["inputs"]
+            state["dist"] = classical_distribution(x, cfg)
+            state["nominal"] = state["dist"] if x.nominal_counts is None else classical_distribution(x, cfg, True)
 
         def learned(k):
             x = state["inputs"]
-            return torch.softmax(models.sync_net(torch.from_numpy(x.counts[None]), torch.from_numpy(x.change[None])), 1)
+            counts = np.stack([x.counts, x.nominal])
+            change = torch.from_numpy(np.ascontiguousarray(np.broadcast_to(x.change, (2,) + x.change.shape)))
+            return torch.softmax(models.sync_net(torch.from_numpy(counts), change), 1)
 
         def run_detector(k):
             detector.push_events(ev[bounds[k - 1]:bounds[k]])
@@ -102,11 +112,12 @@ def main(argv=None) -> int:
         parts = {
             "events": push_events,
             "steps": steps,
+            "nominal": lambda k: extractor.shifted_counts(int(st[k]) - period_ns - 500_000, int(st[k])),
             "rule": lambda k: rule.update(int(np.argmax(ncc_per_offset(state["inputs"]))) - cfg.max_offset_bins),
             "classical": classical,
             "learned": learned,
-            "ar_torch": lambda k: ar_torch.update(state["dist"]),
-            "ar_onnx": lambda k: ar_onnx.update(state["dist"]),
+            "ar_torch": lambda k: ar_torch.update(state["dist"], state["nominal"]),
+            "ar_onnx": lambda k: ar_onnx.update(state["dist"], state["nominal"]),
             "detector": run_detector,
         }
         extractor.push_events(ev[:bounds[0]])
@@ -128,7 +139,7 @@ def main(argv=None) -> int:
                         timings[name].append(elapsed)
     med = {name: float(np.median(v) * 1e3) for name, v in timings.items()}
     p99 = {name: float(np.percentile(v, 99) * 1e3) for name, v in timings.items()}
-    features = med["events"] + med["steps"]
+    features = med["events"] + med["steps"] + med["nominal"]
     totals = {"rule": features + med["rule"], "classical": features + med["classical"] + med["ar_onnx"],
               "learned": features + med["learned"] + med["ar_onnx"]}
     period_ms = float(np.median(np.diff(clip.frames.stamps)) / 1e6)

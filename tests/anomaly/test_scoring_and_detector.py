@@ -1,17 +1,19 @@
-"""Scores: the step-by-step versions equal the whole-sequence ones; the threshold is the stated quantile; the
-streaming detector gives one result per frame with the same scores the evaluation computes offline; the model
-file round trip and its checked refusals."""
+"""Scores: the step-by-step versions equal the whole-sequence ones (with and without the reference term); the
+threshold is the stated quantile; the streaming detector gives one result per frame with the same scores the
+evaluation computes offline; calibration (references, thresholds, a site's temperatures); the model file round
+trip and its checked refusals."""
 
 import numpy as np
 import pytest
 import torch
 
 from fovea_core.events.anomaly.bundle import AnomalyMeta, build_models, load_models, save_models
+from fovea_core.events.anomaly.calibration import window_scores
 from fovea_core.events.anomaly.data import sequence_features
 from fovea_core.events.anomaly.detector import StreamAnomalyDetector
-from fovea_core.events.anomaly.scoring import (StreamingKL, StreamingRule, calibrate_threshold, kl_sequence,
-                                               rule_step_scores, windowed_mean)
-from fovea_core.events.anomaly.sync_net import learned_distributions
+from fovea_core.events.anomaly.scoring import (StreamingKL, StreamingRule, calibrate_threshold, fit_reference,
+                                               kl_sequence, reference_kl, rule_step_scores, step_scores,
+                                               windowed_mean)
 from fovea_core.model_files import ModelFileError
 
 
@@ -20,6 +22,9 @@ def models():
     torch.manual_seed(0)
     meta = AnomalyMeta(ar={"width": 32, "layers": 1, "heads": 2, "context": 12})
     meta.thresholds = {"rule": 1.0, "classical": 0.5, "learned": 0.5, "events": 0.5, "rate_rule": 0.5}
+    rng = np.random.default_rng(7)
+    meta.references = {ext: fit_reference(rng.dirichlet(np.ones(31), 20)).tolist() for ext in ("classical", "learned")}
+    meta.temperatures = {"classical": 0.1, "learned": 0.7}
     m = build_models(meta)
     for module in [m.sync_net, *m.ar.values()]:
         module.eval()
@@ -35,6 +40,15 @@ def test_streaming_scores_equal_the_sequence_scores(models):
     assert np.isnan(whole[0]) and np.isnan(steps[0])
     assert np.allclose(whole[1:], steps[1:], atol=1e-5)
     assert np.allclose(windowed_mean(whole, 5)[1:], windows[1:], atol=1e-5)
+    # with the reference term, for the step's own and its nominal-window distribution
+    reference = models.meta.reference("classical")
+    nominal = rng.dirichlet(np.ones(31) * 0.3, 40).astype(np.float32)
+    whole = step_scores(models.ar["classical"], dists, nominal, reference)
+    stream = StreamingKL(models.ar["classical"], 5, reference=reference)
+    steps = np.array([stream.update(d, n)[0] for d, n in zip(dists, nominal)])
+    assert np.allclose(whole[1:], steps[1:], atol=1e-5)
+    expected = kl_sequence(models.ar["classical"], dists) + reference_kl(dists, reference) + reference_kl(nominal, reference)
+    assert np.allclose(whole[1:], expected[1:]) and np.all(reference_kl(dists, reference) >= -1e-6)
     lags = rng.integers(-4, 5, 60)
     rule = StreamingRule(window=5, history=25)
     assert np.allclose(rule_step_scores(lags, 25)[1:], [rule.update(v)[0] for v in lags][1:])
@@ -47,9 +61,10 @@ def test_threshold_is_the_stated_quantile():
         calibrate_threshold(np.array([np.nan]), 0.01)
 
 
-def test_detector_gives_one_result_per_frame_with_the_offline_scores(models, sim_streams):
+@pytest.mark.parametrize("method", ["classical", "learned"])
+def test_detector_gives_one_result_per_frame_with_the_offline_scores(models, sim_streams, method):
     meta = models.meta
-    detector = StreamAnomalyDetector(models, sim_streams.width, sim_streams.height, "learned")
+    detector = StreamAnomalyDetector(models, sim_streams.width, sim_streams.height, method)
     results = []
     packets = np.array_split(sim_streams.events, 300)
     frames = list(zip(sim_streams.frames.stamps, sim_streams.frames.images))
@@ -58,11 +73,10 @@ def test_detector_gives_one_result_per_frame_with_the_offline_scores(models, sim
         while frames and frames[0][0] <= chunk["t"][-1]:
             results += detector.push_frame(*frames.pop(0))
         results += detector.push_events(chunk)
-    scored = [r for r in results if r.method == "learned"]
+    scored = [r for r in results if r.method == method]
     feats = sequence_features(sim_streams, meta.feature_config(), meta.sync_net["pool"], meta.activity_config(),
                               meta.events_step_ns)
-    offline = windowed_mean(kl_sequence(models.ar["learned"], learned_distributions(
-        models.sync_net, feats.pooled_counts, feats.pooled_change, pooled=True)), meta.window_steps)
+    offline = window_scores(models, feats)[0][method]  # what the evaluation and calibration score
     # every frame but those within the event horizon of the stream's end has its result; the first STARTING
     assert scored[0].state == "STARTING" and scored[0].stamp_ns == sim_streams.frames.stamps[0]
     stamps = np.array([r.stamp_ns for r in scored[1:]])
@@ -127,3 +141,30 @@ def test_next_step_export_equals_the_full_model_and_a_full_window_export_is_refu
         torch.backends.mha.set_fastpath_enabled(True)
     with pytest.raises(ModelFileError, match="onnx_dir.*not the next step"):
         onnx_window_runner(tmp_path / "full.onnx", 1, ar, "onnx_dir")
+
+
+def test_calibration_fits_references_thresholds_and_a_sites_temperature(models, sim_streams):
+    import copy
+
+    from fovea_core.events.anomaly.bundle import AnomalyModels
+    from fovea_core.events.anomaly.calibration import calibrate, record_normal_entropy, site_calibrated
+
+    meta = models.meta
+    feats = sequence_features(sim_streams, meta.feature_config(), meta.sync_net["pool"], meta.activity_config(),
+                              meta.events_step_ns)
+    own = AnomalyModels(copy.deepcopy(meta), models.sync_net, models.ar)
+    record_normal_entropy(own, [feats])
+    calibrate(own, [feats], 0.01, "the test sequence")
+    assert set(own.meta.thresholds) == {"rule", "classical", "learned", "classical_ar", "learned_ar", "rate_rule",
+                                        "events"}
+    for ext in ("classical", "learned"):
+        ref = own.meta.reference(ext)
+        assert ref.shape == (31,) and abs(ref.sum() - 1) < 1e-5
+    # a site whose correlation peaks are half as pronounced: softmax(ncc / 2 / T') equals softmax(ncc / T) at
+    # T' = T / 2, so the matched temperature must be half the trained one, and its references the same
+    flatter = copy.deepcopy(feats)
+    flatter.ncc, flatter.nominal_ncc = feats.ncc / 2, feats.nominal_ncc / 2
+    site = site_calibrated(own, [flatter], 0.01, "flatter")
+    assert site.meta.temperatures["classical"] == pytest.approx(own.meta.temperatures["classical"] / 2, rel=1e-3)
+    assert np.allclose(site.meta.reference("classical"), own.meta.reference("classical"), atol=1e-4)
+    assert own.meta.calibration == "the test sequence" and site.meta.calibration == "flatter"

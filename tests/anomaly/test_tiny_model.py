@@ -27,8 +27,11 @@ def tiny(tmp_path_factory):
 
 def test_trained_files_and_calibrated_thresholds(tiny):
     models, _, root = tiny
-    assert set(models.meta.thresholds) == {"rule", "rate_rule", "classical", "learned", "events"}
+    assert set(models.meta.thresholds) == {"rule", "rate_rule", "classical", "learned", "classical_ar",
+                                           "learned_ar", "events"}
     assert all(np.isfinite(v) and v > 0 for v in models.meta.thresholds.values())
+    # calibration recorded what a site calibration aims for, and the references of both extractors
+    assert set(models.meta.normal_entropy) == set(models.meta.references) == {"classical", "learned"}
     assert "simulated normal" in models.meta.calibration and models.meta.training["summary"]["steps"] == 40
     assert {p.name for p in (root / "onnx").iterdir()} >= {"ar_classical.onnx", "ar_learned.onnx", "ar_events.onnx"}
 
@@ -41,7 +44,7 @@ def test_injected_faults_score_above_normal(tiny, kind, kwargs):
     end = normal.start_ns + int(0.9 * (normal.end_ns - normal.start_ns))
     faulty, fault = F.inject(kind, normal, start, end, **kwargs)
     scored = score_streams(models, faulty)
-    for method in ("classical",):
+    for method in ("classical", "classical_ar"):
         normal_scores = clean.frame_scores[method][np.isfinite(clean.frame_scores[method])]
         inside = (scored.frame_stamps >= start + 0.2e9) & (scored.frame_stamps < end)
         assert inside.sum() >= 5

@@ -1,7 +1,8 @@
 """The anomaly model file: one torch state file (read with ``weights_only=True`` through
 :mod:`fovea_core.model_files`) holding the sync network, the three AR models (classical features, learned
 features, events-only activity) and a JSON ``meta`` string: feature settings, model shapes, window length and
-the thresholds calibrated on held-out normal data (with the false-alarm rate and the data they came from).
+what calibration on held-out normal data fitted: thresholds (with the false-alarm rate and the data), the
+reference distributions and the softmax temperatures of both extractors.
 """
 from __future__ import annotations
 
@@ -17,6 +18,8 @@ from fovea_core.events.anomaly.sync_net import SyncNet
 
 EXTRACTORS = ("rule", "classical", "learned")  # frame + event streams
 EVENTS_ONLY = "events"
+# the AR score alone (AVAD's), without the reference term: calibrated too, for the evaluation's ablation
+AR_ONLY = {"classical_ar": "classical", "learned_ar": "learned"}
 
 
 @dataclass
@@ -28,7 +31,12 @@ class AnomalyMeta:
     events_step_ns: int = 40_000_000  # events-only step clock
     window_steps: int = 5
     rule_history: int = 25
-    thresholds: dict = field(default_factory=dict)  # extractor -> window-score threshold
+    thresholds: dict = field(default_factory=dict)  # score -> window-score threshold
+    references: dict = field(default_factory=dict)  # extractor -> reference distribution (list of floats)
+    # extractor -> softmax temperature (classical: NCC units; learned: on the network's scores); the ones the
+    # AR models were trained at unless a site calibration matched them to a recording (:mod:`.calibration`)
+    temperatures: dict = field(default_factory=lambda: {"classical": FeatureConfig().temperature, "learned": 1.0})
+    normal_entropy: dict = field(default_factory=dict)  # extractor -> mean entropy of the training steps (nats)
     false_alarm_rate: float = 0.002  # per step, on the calibration data
     calibration: str = ""  # which data the thresholds came from
     training: dict = field(default_factory=dict)
@@ -36,7 +44,15 @@ class AnomalyMeta:
     def feature_config(self) -> FeatureConfig:
         f = dict(self.features)
         f["grid"] = tuple(f["grid"])
+        f["temperature"] = float(self.temperatures.get("classical", f.get("temperature", 0.1)))
         return FeatureConfig(**f)
+
+    def reference(self, extractor: str):
+        """The reference distribution of ``extractor`` as an array, or None (AVAD's score alone)."""
+        import numpy as np
+
+        ref = self.references.get(extractor)
+        return None if ref is None else np.asarray(ref, np.float32)
 
     def activity_config(self) -> FeatureConfig:
         return FeatureConfig(grid=tuple(self.activity_grid))

@@ -16,6 +16,7 @@ from fovea_core.events.anomaly.features import SUB_BIN_NS, EventCounts, FeatureC
 from fovea_core.events.anomaly.streams import EventFrameStreams, FrameStream
 
 DEFAULT_CACHE = Path("out") / "anomaly" / "sim"
+FEATURES_VERSION = 2  # 2: exact window edges, nominal-length windows, NCC kept instead of distributions
 # seeds of the three splits never overlap
 TRAIN_SEEDS = range(1000, 2000)
 CALIBRATION_SEEDS = range(2000, 3000)
@@ -57,6 +58,7 @@ class SequenceInputs:
     """Per frame step k = 1..N-1 of one sequence."""
 
     counts: np.ndarray  # (K, O, 2, P) float32
+    nominal_counts: np.ndarray  # (K, O, 2, P) float32: the nominal-length windows (StepExtractor)
     change: np.ndarray  # (K, 2, P) float32
     stamps: np.ndarray  # (K,) int64 (frame k)
     intervals: np.ndarray  # (K,) int64
@@ -80,10 +82,11 @@ def sequence_inputs(streams: EventFrameStreams, cfg: FeatureConfig) -> SequenceI
         previous = current
     if not steps:
         o, p = cfg.num_offsets, cfg.num_patches
-        return SequenceInputs(np.zeros((0, o, 2, p), np.float32), np.zeros((0, 2, p), np.float32),
-                              np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64))
-    return SequenceInputs(np.stack([s.counts for s in steps]), np.stack([s.change for s in steps]),
-                          np.array([s.stamp_ns for s in steps], np.int64),
+        empty = np.zeros((0, o, 2, p), np.float32)
+        return SequenceInputs(empty, empty, np.zeros((0, 2, p), np.float32), np.zeros(0, np.int64),
+                              np.zeros(0, np.int64), np.zeros(0, np.int64))
+    return SequenceInputs(np.stack([s.counts for s in steps]), np.stack([s.nominal for s in steps]),
+                          np.stack([s.change for s in steps]), np.array([s.stamp_ns for s in steps], np.int64),
                           np.array([s.interval_ns for s in steps], np.int64),
                           np.array([s.events_in_step for s in steps], np.int64))
 
@@ -91,16 +94,27 @@ def sequence_inputs(streams: EventFrameStreams, cfg: FeatureConfig) -> SequenceI
 @dataclass
 class SequenceFeatures:
     """What training, calibration and evaluation need of one sequence (the full shifted counts are large, so
-    only their pooled copy for the sync network is kept)."""
+    only their pooled copies for the sync network are kept). Distributions are made from these with the
+    model's temperatures (:func:`frame_distributions`), so a site calibration needs no new features."""
 
     pooled_counts: np.ndarray  # (K, O, 2, P / pool^2) float32
+    nominal_pooled_counts: np.ndarray  # (K, O, 2, P / pool^2) float32: the nominal-length windows
     pooled_change: np.ndarray  # (K, 2, P / pool^2) float32
-    classical: np.ndarray  # (K, O) classical distributions
+    ncc: np.ndarray  # (K, O) classical cross-correlation per offset
+    nominal_ncc: np.ndarray  # (K, O) the same over the nominal-length windows
     lags: np.ndarray  # (K,) argmax lag in bins (rule baseline)
     stamps: np.ndarray  # (K,) frame stamps of the steps
+    intervals: np.ndarray  # (K,) frame intervals of the steps
     activity: np.ndarray  # (J, A) events-only distributions on the fixed step clock
     activity_stamps: np.ndarray  # (J,) end of each events-only step
     activity_counts: np.ndarray  # (J,) events in each events-only step
+
+    def select(self, frame_steps: slice, event_steps: slice) -> "SequenceFeatures":
+        """A part of the sequence (frame steps and events-only steps cut separately)."""
+        from dataclasses import fields
+
+        return SequenceFeatures(**{f.name: getattr(self, f.name)[event_steps if f.name.startswith("activity")
+                                                                  else frame_steps] for f in fields(self)})
 
 
 def activity_sequence(events: np.ndarray, start_ns: int, end_ns: int, width: int, height: int,
@@ -126,27 +140,39 @@ def sequence_features(streams: EventFrameStreams, cfg: FeatureConfig, pool: int,
                       events_step_ns: int) -> SequenceFeatures:
     import torch
 
-    from fovea_core.events.anomaly.features import ncc_per_offset, softmax
+    from fovea_core.events.anomaly.features import StepInputs, ncc_per_offset
     from fovea_core.events.anomaly.sync_net import pool_patches
 
     inputs = sequence_inputs(streams, cfg)
-    ncc = np.stack([ncc_per_offset(StepInputsView(c, ch)) for c, ch in zip(inputs.counts, inputs.change)]) \
-        if len(inputs.counts) else np.zeros((0, cfg.num_offsets), np.float32)
-    counts = pool_patches(torch.from_numpy(inputs.counts), cfg.grid, pool).numpy()
+
+    def ncc_of(counts):
+        if not len(counts):
+            return np.zeros((0, cfg.num_offsets), np.float32)
+        return np.stack([ncc_per_offset(StepInputs(c, ch, 0, 0, 0)) for c, ch in zip(counts, inputs.change)])
+
+    ncc, nominal_ncc = ncc_of(inputs.counts), ncc_of(inputs.nominal_counts)
+    pooled = [pool_patches(torch.from_numpy(c), cfg.grid, pool).numpy().astype(np.float32)
+              for c in (inputs.counts, inputs.nominal_counts)]
     change = pool_patches(torch.from_numpy(inputs.change), cfg.grid, pool).numpy() / (pool * pool)
-    activity, activity_stamps, activity_counts = activity_sequence(streams.events, streams.start_ns, streams.end_ns, streams.width,
-                                                  streams.height, activity_cfg, events_step_ns)
-    return SequenceFeatures(counts.astype(np.float32), change.astype(np.float32), softmax(ncc, cfg.temperature),
-                            (np.argmax(ncc, axis=1) - cfg.max_offset_bins).astype(np.int64) if len(ncc)
-                            else np.zeros(0, np.int64), inputs.stamps, activity, activity_stamps, activity_counts)
+    activity, activity_stamps, activity_counts = activity_sequence(streams.events, streams.start_ns, streams.end_ns,
+                                                                   streams.width, streams.height, activity_cfg,
+                                                                   events_step_ns)
+    lags = (np.argmax(ncc, axis=1) - cfg.max_offset_bins).astype(np.int64) if len(ncc) else np.zeros(0, np.int64)
+    return SequenceFeatures(pooled[0], pooled[1], change.astype(np.float32), ncc, nominal_ncc, lags, inputs.stamps,
+                            inputs.intervals, activity, activity_stamps, activity_counts)
 
 
-@dataclass
-class StepInputsView:
-    """The two arrays of a :class:`~fovea_core.events.anomaly.features.StepInputs` that the scores read."""
+def frame_distributions(models, feats: SequenceFeatures, extractor: str) -> tuple[np.ndarray, np.ndarray]:
+    """(distributions, nominal-window distributions), (K, O) each, of one extractor at the model's
+    temperatures."""
+    from fovea_core.events.anomaly.features import softmax
+    from fovea_core.events.anomaly.sync_net import learned_distributions
 
-    counts: np.ndarray
-    change: np.ndarray
+    temperature = float(models.meta.temperatures.get(extractor, 1.0))
+    if extractor == "classical":
+        return softmax(feats.ncc, temperature), softmax(feats.nominal_ncc, temperature)
+    return tuple(learned_distributions(models.sync_net, c, feats.pooled_change, pooled=True, temperature=temperature)
+                 for c in (feats.pooled_counts, feats.nominal_pooled_counts))
 
 
 def cached_features(key: str, streams_fn, cfg: FeatureConfig, pool: int, activity_cfg: FeatureConfig,
@@ -156,7 +182,9 @@ def cached_features(key: str, streams_fn, cfg: FeatureConfig, pool: int, activit
     import json
     from dataclasses import asdict, fields
 
-    digest = hashlib.sha1(json.dumps([asdict(cfg), pool, asdict(activity_cfg), events_step_ns]).encode()).hexdigest()[:10]
+    settings = {k: v for k, v in asdict(cfg).items() if k != "temperature"}  # features hold no distributions
+    digest = hashlib.sha1(json.dumps([FEATURES_VERSION, settings, pool, asdict(activity_cfg),
+                                      events_step_ns]).encode()).hexdigest()[:10]
     path = Path(cache_dir) / f"{key}_{digest}.npz" if cache_dir else None
     if path is not None and path.is_file():
         with np.load(path) as z:

@@ -76,7 +76,8 @@ class StreamAnomalyDetector:
         w = self.meta.window_steps
         method, models = self.method, self.models
         self.frame_scorer = (StreamingRule(w, self.meta.rule_history) if method == "rule"
-                             else StreamingKL(models.ar[method], w, self.window_runners.get(method)))
+                             else StreamingKL(models.ar[method], w, self.window_runners.get(method),
+                                              self.meta.reference(method)))
         # events alone: the event-rate rule, which beat the events-only AR model on every event-side fault of
         # the real libcaer bag in the evaluation (models/anomaly/MODEL_CARD.md)
         self.events_scorer = StreamingRule(w, self.meta.rule_history)
@@ -158,12 +159,17 @@ class StreamAnomalyDetector:
             _, score = self.frame_scorer.update(lag)
         elif self.method == "classical":
             dist = classical_distribution(inputs, self.cfg)
-            _, score = self.frame_scorer.update(dist)
+            nominal = dist if inputs.nominal_counts is None else classical_distribution(inputs, self.cfg, True)
+            _, score = self.frame_scorer.update(dist, nominal)
         else:
+            counts = inputs.counts[None] if inputs.nominal_counts is None else np.stack([inputs.counts,
+                                                                                         inputs.nominal_counts])
+            change = np.broadcast_to(inputs.change, (len(counts),) + inputs.change.shape)
             with torch.no_grad():
-                scores = self.models.sync_net(torch.from_numpy(inputs.counts[None]), torch.from_numpy(inputs.change[None]))
-            dist = torch.softmax(scores, dim=1)[0].numpy()
-            _, score = self.frame_scorer.update(dist)
+                scores = self.models.sync_net(torch.from_numpy(counts), torch.from_numpy(np.ascontiguousarray(change)))
+            both = torch.softmax(scores / float(self.meta.temperatures.get("learned", 1.0)), dim=1).numpy()
+            dist, nominal = both[0], both[-1]
+            _, score = self.frame_scorer.update(dist, nominal)
         self._recent_dists.append(dist)
         usual = float(np.median(self._recent_counts)) if self._recent_counts else None
         self._recent_counts.append(inputs.events_in_step)

@@ -27,6 +27,7 @@ the distribution of event activity over the patches (:func:`activity_distributio
 """
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass
 
 import numpy as np
@@ -67,6 +68,12 @@ class StepInputs:
     stamp_ns: int  # frame k's stamp (the step is scored at this time)
     interval_ns: int  # t_k - t_{k-1}
     events_in_step: int  # unshifted window
+    # the same counts over windows of the camera's usual length ending at t_k (None: the step's own windows)
+    nominal_counts: np.ndarray | None = None
+
+    @property
+    def nominal(self) -> np.ndarray:
+        return self.counts if self.nominal_counts is None else self.nominal_counts
 
 
 def patch_of(size: int, patches: int) -> np.ndarray:
@@ -264,13 +271,24 @@ class FramePatches:
 
 class StepExtractor:
     """The per-step inputs of one event + frame stream pair: events go in as they arrive
-    (:meth:`push_events`), each frame's log intensity is computed once (:meth:`frame`), a step is two frames."""
+    (:meth:`push_events`), each frame's log intensity is computed once (:meth:`frame`), a step is two frames,
+    taken in stream order (:meth:`step`).
+
+    Each step is measured twice: over [t_{k-1} + delta, t_k + delta), and over windows of the camera's usual
+    frame interval ending at t_k (the median of the last ``NOMINAL_HISTORY`` step intervals). The two agree
+    while the frame clock runs evenly; when frame k arrives with a stamp that jumped (a clock offset setting
+    in), only the second, anchored at frame k, shows at that very step that the frame is late against the
+    events, and when the interval is long (a stall), the first covers the whole change. Within 1 ms of the
+    usual interval the second is the first."""
+
+    NOMINAL_HISTORY = 20
 
     def __init__(self, width: int, height: int, cfg: "FeatureConfig", max_span_ns: int = MAX_SPAN_NS) -> None:
         self.cfg, self.width, self.height = cfg, width, height
         self.events = EventCounts(width, height, cfg.grid, max_span_ns)
         self._frames: dict[tuple[int, int], FramePatches] = {}
         self._offsets = cfg.offsets_ns()
+        self._intervals: deque = deque(maxlen=self.NOMINAL_HISTORY)
 
     def push_events(self, events: np.ndarray) -> None:
         self.events.push(events)
@@ -293,15 +311,21 @@ class StepExtractor:
         (patches, log_prev), (patches_now, log_now) = frame_prev, frame_now
         if patches is not patches_now:
             raise ValueError(f"frames of two sizes in one step: {patches.shape} and {patches_now.shape}")
-        counts = self.shifted_counts(int(t_prev), int(t_now))
-        return StepInputs(counts, patches.change(log_prev, log_now).astype(np.float32), int(t_now),
-                          int(t_now - t_prev), int(counts[self.cfg.max_offset_bins].sum()))
+        t_prev, t_now = int(t_prev), int(t_now)
+        interval = t_now - t_prev
+        nominal = int(np.median(self._intervals)) if self._intervals else interval
+        self._intervals.append(interval)
+        counts = self.shifted_counts(t_prev, t_now)
+        nominal_counts = None if abs(nominal - interval) < SUB_BIN_NS else self.shifted_counts(t_now - nominal, t_now)
+        return StepInputs(counts, patches.change(log_prev, log_now).astype(np.float32), t_now, interval,
+                          int(counts[self.cfg.max_offset_bins].sum()), nominal_counts)
 
 
-def ncc_per_offset(inputs: StepInputs) -> np.ndarray:
+def ncc_per_offset(inputs: StepInputs, nominal: bool = False) -> np.ndarray:
     """(num_offsets,) normalised cross-correlation across patches of (ON, OFF) counts and (brightening,
-    darkening), all offsets in one matrix product."""
-    c = np.concatenate([inputs.counts[:, 1], inputs.counts[:, 0]], axis=1)  # (O, 2P)
+    darkening), all offsets in one matrix product (``nominal``: of the nominal-length windows)."""
+    counts = inputs.nominal if nominal else inputs.counts
+    c = np.concatenate([counts[:, 1], counts[:, 0]], axis=1)  # (O, 2P)
     f = np.concatenate([inputs.change[0], inputs.change[1]])  # (2P,)
     c = c - c.mean(axis=1, keepdims=True)
     f = f - f.mean()
@@ -316,8 +340,8 @@ def softmax(scores: np.ndarray, temperature: float) -> np.ndarray:
     return (e / e.sum(axis=-1, keepdims=True)).astype(np.float32)
 
 
-def classical_distribution(inputs: StepInputs, cfg: FeatureConfig) -> np.ndarray:
-    return softmax(ncc_per_offset(inputs), cfg.temperature)
+def classical_distribution(inputs: StepInputs, cfg: FeatureConfig, nominal: bool = False) -> np.ndarray:
+    return softmax(ncc_per_offset(inputs, nominal), cfg.temperature)
 
 
 def argmax_lag_bins(inputs: StepInputs, cfg: FeatureConfig) -> int:

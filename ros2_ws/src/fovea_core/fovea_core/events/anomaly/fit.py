@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from dataclasses import asdict, replace
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +21,8 @@ import torch
 from fovea_core.events.anomaly.bundle import export_onnx_models, load_models, save_models
 from fovea_core.events.anomaly.data import SequenceFeatures, sequence_features
 from fovea_core.events.anomaly.streams import read_bag_streams
-from fovea_core.events.anomaly.train import ar_task, calibrate, distribution_sets, sync_task
+from fovea_core.events.anomaly.calibration import FRAME_EXTRACTORS, calibrate, match_temperature
+from fovea_core.events.anomaly.train import ar_task, distribution_sets, sync_task
 from fovea_core.training import train_main
 
 
@@ -30,15 +31,7 @@ def split_features(feats: SequenceFeatures, fraction: float) -> tuple[SequenceFe
     k = max(2, int(len(feats.stamps) * fraction))
     cut_ns = feats.stamps[min(k, len(feats.stamps) - 1)]
     j = int(np.searchsorted(feats.activity_stamps, cut_ns))
-    head = replace(feats, pooled_counts=feats.pooled_counts[:k], pooled_change=feats.pooled_change[:k],
-                   classical=feats.classical[:k], lags=feats.lags[:k], stamps=feats.stamps[:k],
-                   activity=feats.activity[:j], activity_stamps=feats.activity_stamps[:j],
-                   activity_counts=feats.activity_counts[:j])
-    tail = replace(feats, pooled_counts=feats.pooled_counts[k:], pooled_change=feats.pooled_change[k:],
-                   classical=feats.classical[k:], lags=feats.lags[k:], stamps=feats.stamps[k:],
-                   activity=feats.activity[j:], activity_stamps=feats.activity_stamps[j:],
-                   activity_counts=feats.activity_counts[j:])
-    return head, tail
+    return feats.select(slice(None, k), slice(None, j)), feats.select(slice(k, None), slice(j, None))
 
 
 MODEL_CARD = """# Event/frame anomaly model fitted with `fovea fit anomaly`
@@ -46,8 +39,9 @@ MODEL_CARD = """# Event/frame anomaly model fitted with `fovea fit anomaly`
 - Recording: `{bag}` (events `{events}`, frames `{frames}`), {width}x{height}, {steps} frame steps over {seconds:.1f} s,
   {events_n} events; event stream: {stream_stats}.
 - Base model: `{base}`.
-- Fine-tuned on the first {train_steps} frame steps ({train_fraction:.0%}); thresholds calibrated on the last
-  {held_steps} (held out) at a false-alarm rate of {rate:g} per step.
+- Fine-tuned on the first {train_steps} frame steps ({train_fraction:.0%}), with softmax temperatures matched on
+  them to the sharpness of the base model's training data ({temperatures}); references and thresholds
+  calibrated on the last {held_steps} (held out) at a false-alarm rate of {rate:g} per step.
 - Thresholds (window of {window} steps): {thresholds}.
 - Training: stage sync {sync_steps} steps, stage ar {ar_steps} steps; {minutes:.1f} min wall clock in total.
 - Command: `fovea fit anomaly {argv}`
@@ -112,6 +106,10 @@ def main(argv: list[str] | None = None) -> int:
         return rc
     models.sync_net.load_state_dict(torch.load(run_dir / "sync_net.pt", weights_only=True))
 
+    # the recording's own sharpness: temperatures matched on the training part, before the AR models see it
+    if meta.normal_entropy:
+        meta.temperatures = {ext: match_temperature(models, [train], ext) for ext in FRAME_EXTRACTORS}
+
     def build_ar(args, ctx):
         train_sets = distribution_sets(models, [train])
         held_sets = distribution_sets(models, [held])
@@ -141,6 +139,7 @@ def main(argv: list[str] | None = None) -> int:
         base=known.base, train_steps=len(train.stamps), train_fraction=known.train_fraction,
         held_steps=len(held.stamps), rate=models.meta.false_alarm_rate, window=meta.window_steps,
         thresholds=", ".join(f"{k} {v:.4g}" for k, v in models.meta.thresholds.items()),
+        temperatures=", ".join(f"{k} {v:.4g}" for k, v in models.meta.temperatures.items()),
         sync_steps=counts.get("sync"), ar_steps=counts.get("ar"), minutes=(time.monotonic() - started) / 60,
         argv=" ".join(argv))
     card_path = known.out.with_name(f"{known.out.stem}_MODEL_CARD.md")

@@ -75,13 +75,14 @@ def contrastive_loss(net: SyncNet, counts: torch.Tensor, change: torch.Tensor, t
 
 @torch.no_grad()
 def learned_distributions(net: SyncNet, counts: np.ndarray, change: np.ndarray, batch: int = 256,
-                          pooled: bool = False) -> np.ndarray:
-    """(K, O) softmax over offsets for K steps (inputs on the feature grid, or ``pooled`` already)."""
+                          pooled: bool = False, temperature: float = 1.0) -> np.ndarray:
+    """(K, O) softmax over offsets of the scores / ``temperature`` for K steps (inputs on the feature grid, or
+    ``pooled`` already)."""
     net.eval()
     score = net.pooled_scores if pooled else net
     out = []
     for i in range(0, len(counts), batch):
         scores = score(torch.from_numpy(np.ascontiguousarray(counts[i:i + batch])),
                        torch.from_numpy(np.ascontiguousarray(change[i:i + batch])))
-        out.append(torch.softmax(scores, dim=1).numpy())
+        out.append(torch.softmax(scores / temperature, dim=1).numpy())
     return np.concatenate(out) if out else np.zeros((0, counts.shape[1] if counts.ndim > 1 else 0), np.float32)

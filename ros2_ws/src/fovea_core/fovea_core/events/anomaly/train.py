@@ -4,11 +4,14 @@ sequences, then thresholds calibrated on held-out normal sequences; both stages 
     fovea train anomaly --minutes 6                 # both stages, each within the budget
     fovea train anomaly --stage sync --minutes 4    # only the sync network (runs/anomaly/sync_net.pt)
     fovea train anomaly --stage ar --minutes 6      # AR models on top of a trained sync network
+    fovea train anomaly --stage calibrate           # recalibrate models/anomaly/anomaly.pt (no training)
 
 Stage ``sync``: self-supervised, AVAD's sync objective (cross-entropy of the true offset among 2D + 1 shifted
 ones) on single frame steps. Stage ``ar``: the causal transformers on 50-step windows of the per-step
 distributions (classical, learned - from the frozen sync network - and events-only activity), next-step KL;
-at the end the thresholds are calibrated on the calibration sequences and the model file is written.
+at the end the model is calibrated (:mod:`.calibration`: references, thresholds, the training steps' entropy)
+on the calibration sequences and the model file is written. Stage ``calibrate`` only redoes that last part on
+an existing model file (``--out``), e.g. after the features or scores changed.
 :func:`fit_on_features` is the same recipe on features of a user's own recording (``fovea fit anomaly``).
 """
 from __future__ import annotations
@@ -23,17 +26,17 @@ import torch
 
 from fovea_core.events.anomaly.ar_model import ar_loss
 from fovea_core.events.anomaly.bundle import (AnomalyMeta, AnomalyModels, build_models, export_onnx_models,
-                                              save_models)
+                                              load_models, save_models)
+from fovea_core.events.anomaly.calibration import calibrate, record_normal_entropy
 from fovea_core.events.anomaly.data import (CALIBRATION_SEEDS, DEFAULT_CACHE, TRAIN_SEEDS, SequenceFeatures,
-                                            cached_features, simulated_streams)
-from fovea_core.events.anomaly.scoring import (calibrate_threshold, kl_sequence, rate_rule_scores, rule_step_scores,
-                                               windowed_mean)
-from fovea_core.events.anomaly.sync_net import SyncNet, contrastive_loss, learned_distributions
+                                            cached_features, frame_distributions, simulated_streams)
+from fovea_core.events.anomaly.scoring import kl_sequence
+from fovea_core.events.anomaly.sync_net import SyncNet, contrastive_loss
 from fovea_core.training import Budget, ProgressLR, RunContext, TrainTask, cosine_factor, train_main
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--stage", choices=("all", "sync", "ar"), default="all")
+    parser.add_argument("--stage", choices=("all", "sync", "ar", "calibrate"), default="all")
     parser.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE,
                         help="simulated sequences are cached here (outside the repository)")
     parser.add_argument("--train-sequences", type=int, default=16)
@@ -89,9 +92,9 @@ def sync_task(meta: AnomalyMeta, train: list[SequenceFeatures], held_out: list[S
 
 # ---- stage 2: the AR models --------------------------------------------------------------------------------
 def distribution_sets(models: AnomalyModels, feats: list[SequenceFeatures]) -> dict[str, list[np.ndarray]]:
-    return {"classical": [f.classical for f in feats],
-            "learned": [learned_distributions(models.sync_net, f.pooled_counts, f.pooled_change, pooled=True)
-                        for f in feats],
+    """The sequences the AR models learn: each extractor's distributions (step windows) and the activity."""
+    return {"classical": [frame_distributions(models, f, "classical")[0] for f in feats],
+            "learned": [frame_distributions(models, f, "learned")[0] for f in feats],
             "events": [f.activity for f in feats]}
 
 
@@ -137,19 +140,27 @@ def ar_task(models: AnomalyModels, train: dict[str, list[np.ndarray]], held_out:
                      config=config)
 
 
-def calibrate(models: AnomalyModels, features: list[SequenceFeatures], rate: float, source: str) -> None:
-    """Window-score thresholds for every extractor on held-out normal sequences (in place)."""
+def calibration_source(args, calib_seeds) -> str:
+    return (f"{args.calibration_sequences} simulated normal sequences of {args.duration:g} s "
+            f"(seeds {calib_seeds.start}-{calib_seeds.start + args.calibration_sequences - 1})")
+
+
+def recalibrate(args, train_seeds, calib_seeds) -> int:
+    """Stage calibrate: the model file's calibration redone on the calibration sequences (weights unchanged),
+    its ONNX models exported again."""
+    from fovea_core.paths import resolve_data_path
+
+    out = resolve_data_path(args.out)
+    models = load_models(out, "--out")
     meta = models.meta
-    dists = distribution_sets(models, features)
-    window = meta.window_steps
-    scores = {"rule": [windowed_mean(rule_step_scores(f.lags, meta.rule_history), window) for f in features],
-              "rate_rule": [windowed_mean(rate_rule_scores(f.activity_counts, meta.rule_history), window)
-                            for f in features]}
-    for name in ("classical", "learned", "events"):
-        scores[name] = [windowed_mean(kl_sequence(models.ar[name], d), window) for d in dists[name]]
-    meta.thresholds = {name: calibrate_threshold(np.concatenate(v), rate) for name, v in scores.items()}
-    meta.false_alarm_rate = rate
-    meta.calibration = source
+    record_normal_entropy(models, simulated_features(meta, train_seeds, args))
+    calibrate(models, simulated_features(meta, calib_seeds, args), args.false_alarm_rate,
+              calibration_source(args, calib_seeds))
+    save_models(models, out)
+    checks = export_onnx_models(models, out.parent / "onnx")
+    print(f"[anomaly] recalibrated {out}: thresholds {meta.thresholds}; ONNX max |ORT - torch| {checks}",
+          file=sys.stderr, flush=True)
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -161,6 +172,13 @@ def main(argv: list[str] | None = None) -> int:
     ctx_args = known
     train_seeds = TRAIN_SEEDS[:ctx_args.train_sequences]
     calib_seeds = CALIBRATION_SEEDS[:ctx_args.calibration_sequences]
+
+    if known.stage == "calibrate":  # no training run: only the model file and the thread count matter
+        pre.add_argument("--out", type=Path, default=Path("models/anomaly/anomaly.pt"))
+        pre.add_argument("--threads", type=int, default=1)
+        known, _ = pre.parse_known_args(argv)
+        torch.set_num_threads(known.threads)
+        return recalibrate(known, train_seeds, calib_seeds)
 
     if known.stage in ("all", "sync"):
         def build_sync(args, ctx: RunContext) -> TrainTask:
@@ -190,9 +208,8 @@ def main(argv: list[str] | None = None) -> int:
             held = distribution_sets(models, held_feats)
 
             def save(module, out: Path, summary: dict) -> None:
-                calibrate(models, held_feats, args.false_alarm_rate,
-                          f"{len(held_feats)} simulated normal sequences of {args.duration:g} s "
-                          f"(seeds {calib_seeds.start}-{calib_seeds.stop - 1})")
+                record_normal_entropy(models, simulated_features(meta, train_seeds, args))
+                calibrate(models, held_feats, args.false_alarm_rate, calibration_source(args, calib_seeds))
                 models.meta.training = {"data": f"{len(train_seeds)} simulated sequences of {args.duration:g} s "
                                                 f"(seeds {train_seeds.start}-{train_seeds.stop - 1})",
                                         "summary": summary}

@@ -4,14 +4,16 @@ tracker recovers; the configured thread count reaches every library call; bad sc
 from __future__ import annotations
 
 import numpy as np
+import open3d as o3d
 import pytest
 from nav_msgs.msg import Odometry
 from rclpy.serialization import deserialize_message
 from sensor_msgs.msg import PointCloud2
+from threadpoolctl import threadpool_info
 
 from fovea_core.geometry.transforms import invert_rigid, rigid_transform
 from fovea_core.paths import repo_root
-from fovea_core.registration import features, icp, pipeline, threads
+from fovea_core.registration import features, icp, pipeline
 from fovea_core.registration.icp import IcpConfig
 from fovea_core.registration.odometry import LidarOdometry, OdometryConfig
 from fovea_core.registration.pipeline import DegenerateInputError, Registration, RegistrationConfig
@@ -127,8 +129,20 @@ def test_configured_threads_reach_every_library_call(sweeps, monkeypatch):
     spy(small_gicp, "KdTree", position=1)
     import faiss
     spy(faiss, "omp_set_num_threads", position=0)
-    spy(threads, "threadpool_limits", keyword="limits")
     spy(pipeline, "load_scorer", keyword="threads")
+
+    def pools_in_effect(module, name):
+        """BLAS / OpenMP size their pools from the process: record the pool sizes while the call runs."""
+        original = getattr(module, name)
+
+        def wrapper(*args, **kwargs):
+            seen.setdefault(f"{name}: OpenMP/BLAS pools", []).extend(
+                sorted({pool["num_threads"] for pool in threadpool_info()}))
+            return original(*args, **kwargs)
+        monkeypatch.setattr(module, name, wrapper)
+
+    pools_in_effect(o3d.pipelines.registration, "compute_fpfh_feature")
+    pools_in_effect(pipeline, "vote_and_fit")
 
     class RecordingTree(features.cKDTree):
         def query(self, *args, **kwargs):
@@ -143,10 +157,32 @@ def test_configured_threads_reach_every_library_call(sweeps, monkeypatch):
     steps = run(odometry, scans)
     assert steps[2][0].path == "global"  # both paths ran
     expected = {"voxelgrid_sampling", "estimate_covariances", "align", "KdTree", "omp_set_num_threads",
-                "threadpool_limits", "load_scorer", "cKDTree.query"}
+                "load_scorer", "cKDTree.query", "compute_fpfh_feature: OpenMP/BLAS pools",
+                "vote_and_fit: OpenMP/BLAS pools"}
     assert expected <= set(seen), f"not called: {expected - set(seen)}"
     for name, values in seen.items():
         assert values and all(value == 3 for value in values), f"{name} got thread counts {values}"
+
+
+def test_open3d_runs_within_the_configured_threads(sweeps, monkeypatch):
+    """Open3D (TBB) is invisible to threadpoolctl: its FPFH and RANSAC must see the configured limit (1 here;
+    TBB caps a limit at the core count, so 1 is the value that differs from the default on any machine with
+    two cores or more), and the process-wide limit is restored afterwards."""
+    registration_module = o3d.pipelines.registration
+    seen = {}
+    for name in ("compute_fpfh_feature", "registration_ransac_based_on_correspondence"):
+        original = getattr(registration_module, name)
+
+        def wrapper(*args, _name=name, _original=original, **kwargs):
+            seen.setdefault(_name, []).append(o3d.utility.get_max_threads())
+            return _original(*args, **kwargs)
+        monkeypatch.setattr(registration_module, name, wrapper)
+    before = o3d.utility.get_max_threads()
+    result = Registration(RegistrationConfig.outdoor(voxel_size=1.0, method="ransac", threads=1)).register(
+        sweeps[3][1], sweeps[0][1])
+    assert result.success, result.message
+    assert seen == {"compute_fpfh_feature": [1, 1], "registration_ransac_based_on_correspondence": [1]}
+    assert o3d.utility.get_max_threads() == before
 
 
 @pytest.mark.parametrize("points, stamp, message", [

@@ -7,14 +7,17 @@ the same length-consistency term as PointDSC / SC2-PCR).
 from __future__ import annotations
 
 import numpy as np
-import torch
+from scipy.spatial.distance import cdist, pdist, squareform
 
 
 def length_difference(source: np.ndarray, target: np.ndarray) -> np.ndarray:
-    """d_ij for (N, 3) source and target points of N correspondences, shape (N, N)."""
-    source_distance = np.linalg.norm(source[:, None, :] - source[None, :, :], axis=-1)
-    target_distance = np.linalg.norm(target[:, None, :] - target[None, :, :], axis=-1)
-    return np.abs(source_distance - target_distance)
+    """d_ij for (N, 3) source and target points of N correspondences, shape (N, N).
+
+    scipy's pdist (C, each pair once) instead of broadcasting (N, N, 3) differences: at N = 1000 the numpy
+    form spent 120 ms per pair here, more than the VBReg network on the pre-filtered 150."""
+    if len(source) < 2:
+        return np.zeros((len(source), len(source)))
+    return squareform(np.abs(pdist(source) - pdist(target)))
 
 
 def spatial_compatibility(source: np.ndarray, target: np.ndarray, tau: float) -> np.ndarray:
@@ -25,8 +28,8 @@ def spatial_compatibility(source: np.ndarray, target: np.ndarray, tau: float) ->
 def spatial_compatibility_rows(source: np.ndarray, target: np.ndarray, rows: np.ndarray, tau: float) -> np.ndarray:
     """β for the given rows only, shape (len(rows), N): what the voting needs for its seeds, without the
     N x N matrix (200 MB in float64 at 5k correspondences)."""
-    source_distance = np.linalg.norm(source[rows][:, None, :] - source[None, :, :], axis=-1)
-    target_distance = np.linalg.norm(target[rows][:, None, :] - target[None, :, :], axis=-1)
+    source_distance = cdist(source[rows], source)
+    target_distance = cdist(target[rows], target)
     return np.clip(1.0 - (source_distance - target_distance) ** 2 / tau**2, 0.0, None)
 
 
@@ -37,15 +40,20 @@ def compatibility_top_k(source: np.ndarray, target: np.ndarray, tau: float, keep
     recall unchanged at 250 of 1000, network 5x faster)."""
     if len(source) <= keep:
         return np.arange(len(source))
-    degree = (length_difference(source, target) < tau).sum(axis=1)
+    degree = np.count_nonzero(_compatible_pairs(source, target, tau), axis=1)
     return np.sort(np.argsort(-degree, kind="stable")[:keep])
+
+
+def _compatible_pairs(source: np.ndarray, target: np.ndarray, tau: float) -> np.ndarray:
+    """(N, N) bool d_ij < τ with a False diagonal, thresholded in pdist's condensed form (half the pairs)."""
+    if len(source) < 2:
+        return np.zeros((len(source), len(source)), dtype=bool)
+    return squareform(np.abs(pdist(source) - pdist(target)) < tau)
 
 
 def hard_compatibility(source: np.ndarray, target: np.ndarray, tau: float) -> np.ndarray:
     """Binary compatibility d_ij < τ, zero diagonal (SC2-PCR's first-order matrix)."""
-    compatible = (length_difference(source, target) < tau).astype(np.float32)
-    np.fill_diagonal(compatible, 0.0)
-    return compatible
+    return _compatible_pairs(source, target, tau).astype(np.float32)
 
 
 def second_order_compatibility(hard: np.ndarray) -> np.ndarray:
@@ -58,8 +66,11 @@ def second_order_compatibility(hard: np.ndarray) -> np.ndarray:
 def spatial_compatibility_torch(correspondences: torch.Tensor) -> torch.Tensor:
     """β for a batch (B, N, 6) of correspondences already expressed in units of τ (so τ = 1).
 
-    Written with broadcasting rather than torch.cdist so it exports to ONNX unchanged.
+    Written with broadcasting rather than torch.cdist so it exports to ONNX unchanged. torch is imported
+    here, not with the module: the numpy functions above serve nodes that never load PyTorch.
     """
+    import torch
+
     source = correspondences[..., :3]
     target = correspondences[..., 3:]
     source_distance = torch.sqrt(((source[:, :, None, :] - source[:, None, :, :]) ** 2).sum(-1) + 1e-12)

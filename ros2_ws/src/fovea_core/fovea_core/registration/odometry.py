@@ -84,7 +84,7 @@ class LidarOdometry:
             cfg = self.config.icp
             raise DegenerateInputError(
                 f"scan has {source.size()} points between {cfg.min_range} and {cfg.max_range} m after the "
-                f"{cfg.voxel_size} m voxel grid (minimum {MIN_SCAN_POINTS})")
+                f"{cfg.frame_voxel_factor * cfg.voxel_size:g} m voxel grid (minimum {MIN_SCAN_POINTS})")
         if self.icp.empty:
             self.icp.accept(frame, np.eye(4))
             return self._done(OdometryStep("start", self.icp.pose.copy(), "first scan", 1.0, timings), points, stamp_ns)

@@ -14,7 +14,7 @@ import open3d as o3d
 from .baselines import solve_ransac, solve_sc2
 from .compatibility import compatibility_top_k, spatial_compatibility_rows
 from .features import SELECTIONS, Correspondences, DescribedCloud, describe, match_clouds, to_open3d
-from .model_io import DEFAULT_MODEL_DIR, load_scorer, normalize_correspondences
+from .model_io import DEFAULT_ITERATIONS, DEFAULT_MODEL_DIR, load_scorer, normalize_correspondences
 from .rigid import apply_transform
 from .threads import limited_threads
 from .voting import VotingConfig, VotingResult, vote_and_fit
@@ -49,6 +49,7 @@ class RegistrationConfig:
     # network
     backend: str = "torch"  # torch | onnxruntime | tensorrt
     network_threads: int = 0  # onnxruntime intra-op threads; 0 = ``threads``
+    network_iterations: int = DEFAULT_ITERATIONS  # the first L of the trained iterations (an ONNX file holds its L)
     threads: int = 1  # every other library call: faiss matching, k-d trees, Open3D (FPFH, RANSAC, ICP), BLAS
     model_dir: str = str(DEFAULT_MODEL_DIR)
     onnx_path: str = ""
@@ -136,7 +137,8 @@ class Registration:
         if self._scorer is None:
             self._scorer = load_scorer(self.config.backend, self.config.model_dir, self.config.onnx_path or None,
                                        threads=self.config.network_threads or self.config.threads,
-                                       parameter="onnx_path" if self.config.onnx_path else "model_dir")
+                                       parameter="onnx_path" if self.config.onnx_path else "model_dir",
+                                       iterations=self.config.network_iterations)
         return self._scorer
 
     def _check_cloud(self, points: np.ndarray, name: str) -> None:

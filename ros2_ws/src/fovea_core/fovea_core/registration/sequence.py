@@ -12,6 +12,7 @@ Data: PandaSet by Hesai and Scale AI, CC BY 4.0 plus the PandaSet Dataset Terms 
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,3 +50,22 @@ def load_sweeps(frames: list[int] | None = None, data_root: str | Path | None = 
         sweeps.append(Sweep(frame, int(round(sequence.lidar_times[frame] * 1e9)),
                             transform_points(invert_rigid(pose), raw.points_world), raw.time, raw.intensity, pose))
     return sweeps
+
+
+WGS84_A, WGS84_E2 = 6378137.0, 6.69437999014e-3
+
+
+def gps_positions(frames: list[int] | None = None, data_root: str | Path | None = None) -> np.ndarray:
+    """(N, 2) east / north metres of PandaSet's GPS/INS fixes (``meta/gps.json``, one per frame time) from the
+    first requested frame, on the local tangent plane (WGS-84 radii of curvature: exact to well under a
+    millimetre over the sequence's 10 m). An independent reference for the lidar poses' travelled distance;
+    heights are left out (their frame-to-frame noise is centimetres)."""
+    sequence = PandaSetSequence(data_root)
+    fixes = json.loads((sequence.root / "meta" / "gps.json").read_text())
+    frames = frames if frames is not None else sequence.frames
+    lat = np.radians([fixes[f]["lat"] for f in frames])
+    lon = np.radians([fixes[f]["long"] for f in frames])
+    sin2 = np.sin(lat[0]) ** 2
+    prime_vertical = WGS84_A / np.sqrt(1.0 - WGS84_E2 * sin2)
+    meridian = WGS84_A * (1.0 - WGS84_E2) / (1.0 - WGS84_E2 * sin2) ** 1.5
+    return np.stack([(lon - lon[0]) * prime_vertical * np.cos(lat[0]), (lat - lat[0]) * meridian], axis=1)

@@ -23,7 +23,7 @@ import torch
 from fovea_core.training import ProgressLR, RunContext, TaskError, TrainTask, cosine_factor, train_main
 
 from .data import CorrespondenceSample, draw_training_set, generate_samples
-from .model_io import DEFAULT_MODEL_DIR, ONNX_NAME, load_network, normalize_correspondences, save_network
+from .model_io import DEFAULT_ITERATIONS, DEFAULT_MODEL_DIR, ONNX_NAME, load_network, normalize_correspondences, save_network
 from .network import VBRegConfig, VBRegNetwork, elbo_terms
 
 
@@ -147,7 +147,8 @@ def build_task(args: argparse.Namespace, ctx: RunContext) -> TrainTask:
         onnx_diff = None
         if not args.no_export:
             from .export import export_network
-            onnx_diff = export_network(trained, out / ONNX_NAME)
+            onnx_diff = export_network(trained, out / ONNX_NAME, weights_fp16=True,
+                                       iterations=min(DEFAULT_ITERATIONS, trained.config.num_iterations))
             ctx.log(f"[export] {out / ONNX_NAME}: max abs diff {onnx_diff}")
         recent = summary["recent_means"]
         record = {

@@ -84,6 +84,9 @@ class RegistrationNode(FoveaNode):
         Param("fpfh_max_neighbors", 100, "FPFH histogram neighbours per point (fewer = faster, less robust)",
               min_value=5, max_value=1000),
         Param("network_threads", 1, "onnxruntime intra-op threads; 0 = one per core", min_value=0, max_value=64),
+        Param("network_iterations", 6, "vbreg: score with the first N of the network's trained iterations (an "
+              "ONNX file holds a fixed N: python -m fovea_core.registration.export --iterations N)",
+              min_value=1, max_value=64),
         Param("min_points", 50, "scans with fewer points after downsampling are rejected", min_value=3),
         Param("min_inlier_count", 10, "success threshold: inlier correspondences", min_value=3),
         Param("min_inlier_ratio", 0.0, "success threshold: inliers / correspondences", min_value=0.0, max_value=1.0),
@@ -132,6 +135,7 @@ class RegistrationNode(FoveaNode):
             max_correspondences=p.max_correspondences, correspondence_selection=p.correspondence_selection,
             prefilter_top_k=p.prefilter_top_k,
             fpfh_max_neighbors=p.fpfh_max_neighbors, network_threads=p.network_threads,
+            network_iterations=p.network_iterations,
             min_points=p.min_points, backend=p.backend, threads=p.threads,
             icp=p.icp, min_inlier_count=p.min_inlier_count, min_inlier_ratio=p.min_inlier_ratio,
             min_fitness=p.min_fitness, **({"model_dir": p.model_dir} if p.model_dir else {}),

@@ -13,40 +13,17 @@ from event_camera_msgs.msg import EventPacket
 from fovea_msgs.msg import StreamAnomaly
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import Image
+from streams_bag import END, ONSET, ROS_T0, write_streams_bag
 
 from fovea_core.events.anomaly.faults import offset
-from fovea_core.events.bagio import BagWriter
 from fovea_core.events.packets import PacketStreamEncoder
 from fovea_ros.bag.replay import BagPlayer, ReplayOptions
 
 pytestmark = pytest.mark.ros
 
 REPO = Path(__file__).resolve().parents[2]
-ROS_T0 = 1_700_000_000 * 1_000_000_000
-ONSET, END = 1_600 * MS, 2_600 * MS
 WARN_WITHIN_S, OK_WITHIN_S = 0.5, 1.0
 KNOWN_FAULTS = {"offset", "frozen", "frame_stall", "event_gap", "hot_pixels", "event_storm", "unknown"}
-
-
-def write_streams_bag(streams, path, packet_ns=10 * MS):
-    """Events as libcaer packets of 10 ms (100 Hz; ROS time = sensor time + ROS_T0), frames as mono8 images."""
-    encoder = PacketStreamEncoder("libcaer", streams.width, streams.height)
-    ev = streams.events.copy()
-    ev["t"] += ROS_T0
-    messages = []
-    edges = np.arange(ev["t"][0], ev["t"][-1] + packet_ns, packet_ns)
-    bounds = np.searchsorted(ev["t"], edges)
-    for a, b in zip(bounds[:-1], bounds[1:]):
-        if b > a:
-            messages.append((int(ev["t"][b - 1]), "packet", ev[a:b]))
-    for stamp, image in zip(streams.frames.stamps, streams.frames.images):
-        messages.append((ROS_T0 + int(stamp) + 10 * MS, "frame", (ROS_T0 + int(stamp), image)))
-    with BagWriter(path) as bag:
-        for record_ns, kind, item in sorted(messages, key=lambda m: m[0]):
-            if kind == "packet":
-                bag.write_packet("/event_camera/events", encoder.encode(item, int(item["t"][0])), record_ns)
-            else:
-                bag.write_image("/camera/image_raw", item[1], item[0], "camera_optical", "mono8")
 
 
 @pytest.fixture

@@ -34,7 +34,7 @@ RULES = {   # only the anomaly gating here: drops and latency budgets (load-depe
 def anomaly_test_module():
     """The anomaly node tests' desync bag (one generator for both suites of tests)."""
     sys.path.insert(0, str(ANOMALY_TESTS))
-    spec = importlib.util.spec_from_file_location("anomaly_node_bags", ANOMALY_TESTS / "test_event_anomaly_node.py")
+    spec = importlib.util.spec_from_file_location("anomaly_node_bags", ANOMALY_TESTS / "streams_bag.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module

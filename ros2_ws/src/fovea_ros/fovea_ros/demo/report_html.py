@@ -401,9 +401,9 @@ def _suite_html(s: dict, pictures: list[dict]) -> str:
             f"({_e(s['manager'].get('message', 'no status'))}); bags {_e(', '.join(s['bags']))} replayed together; "
             f"{s['messages_replayed']} messages; {s['wall_s']} s. Its member stages' books follow as "
             f"<code>{_e(s['name'])}/&lt;stage&gt;</code>.</p><ul class='checks'>{checks}</ul>"
-            + (f"<h3>Health at the end</h3><table><tr><th>kind</th><th>name</th><th>topic</th><th>level</th>"
+            + (f"<h3>Health {_e(s.get('health_when', 'at the end'))}</h3><table><tr><th>kind</th><th>name</th><th>topic</th><th>level</th>"
                f"<th>reason</th></tr>{health}</table>" if health else "")
-            + (f"<h3>Planner query</h3><p>{_e(query.get('message'))}</p><table><tr><th>source</th><th>points</th>"
+            + (f"<h3>Planner query</h3><p>asked {_e(query.get('asked', 'after the replay'))}: {_e(query.get('message'))}</p><table><tr><th>source</th><th>points</th>"
                f"<th>answered</th><th>health</th><th>message</th></tr>{sources}</table>" if query else "")
             + _pictures_html(pictures))
 

@@ -15,6 +15,7 @@ import dataclasses
 import json
 import shutil
 import subprocess
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,7 +41,7 @@ class SuiteSpec:
     replay: list[dict]
     members: list[dict]
     description: str = ""
-    query: dict = field(default_factory=dict)   # a planner query asked after the replay (x, y, z, t, frame)
+    query: dict = field(default_factory=dict)   # a planner query (x, y, z, t, frame_id; ask_when_seen: topics)
     node_parameters: dict = field(default_factory=dict)   # executable -> parameter overrides for this run
     rate: float = 1.0                           # replay rate, times fovea demo's --rate
 
@@ -133,7 +134,7 @@ class SuiteRun:
         published: dict[str, int] = {}
         health: list = []
         probe.node.create_subscription(_health_class(), HEALTH_TOPIC, health.append, _health_qos())
-        query = None
+        query, health_snapshot, health_when = None, None, "at the end"
         graph_file = self._graph_file()
         with open(self.out / "graph.log", "w") as graph_log, open(self.out / "recorder.log", "w") as record_log:
             graph = subprocess.Popen(_fovea("run", str(graph_file), "--processes"),
@@ -145,10 +146,13 @@ class SuiteRun:
             try:
                 up = self._wait_for_graph(probe, graph)
                 if up:
+                    live = _LiveQuery(self, probe, health)
                     published = self._replay(players)
+                    live.replay_done.set()
                     for run in self.members:
                         run._wait_for_node(probe, graph, published)
-                    query = self._ask_planner_query(probe)
+                    live.books_done.set()
+                    query, health_snapshot, health_when = live.result()
                     time.sleep(1.5)  # one more diagnostics period
                 alive = graph.poll() is None
             finally:
@@ -167,7 +171,8 @@ class SuiteRun:
                 "graph": f"config/{self.spec.graph}", "wall_s": round(wall, 1), "bags": [r[0] for r in self.replays],
                 "messages_replayed": sum(published.values()), "members": members, "checks": checks,
                 "passed": passed, "recording": str(self.recording), "query": query,
-                "health": _health_table(health[-1]) if health else [],
+                "health": _health_table(health_snapshot or health[-1]) if health else [],
+                "health_when": health_when,
                 "manager": probe.status(MANAGER)}
 
     # ---- steps -------------------------------------------------------------------------------------
@@ -274,11 +279,42 @@ class SuiteRun:
             answered = bool(query and query.get("answered")) and all(
                 s["answered"] for s in query["sources"] if s["points"])
             checks.append(("planner query answered by every source asked", answered,
-                           json.dumps(query["sources"]) if query and "sources" in query else str(query)))
+                           f"asked {query.get('asked')}: {query.get('message')}; " + json.dumps(query["sources"])
+                           if query and "sources" in query else str(query)))
         return [{"name": n, "ok": bool(ok), "detail": d} for n, ok, d in checks]
 
 
 _LEVELS = {0: "ok", 1: "degraded", 2: "unreliable", 3: "unknown"}
+
+
+class _LiveQuery:
+    """Asks the planner query while the bags still play, as soon as every topic of the query's
+    ``ask_when_seen`` has carried an output (a planner asks a live graph; asked after the replay, every source's
+    output is stale and the health node rightly marks it unreliable). A source that has not published by the
+    time every member's books are in (a slow CPU) is asked then, after the replay, as the report says. Keeps the
+    health news of the moment it asked."""
+
+    def __init__(self, suite: "SuiteRun", probe: Probe, health: list) -> None:
+        self.replay_done, self.books_done = threading.Event(), threading.Event()
+        self._suite, self._probe, self._health = suite, probe, health
+        self._answer: tuple = (None, None, "at the end")
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        topics = self._suite.spec.query.get("ask_when_seen", []) if self._suite.spec.query else []
+        while not self.books_done.is_set() and not all(self._probe.count(t) for t in topics):
+            time.sleep(0.1)
+        live = not self.replay_done.is_set()
+        query = self._suite._ask_planner_query(self._probe)
+        if query is not None:
+            query["asked"] = "while the bags played" if live else "after the replay"
+        snapshot = self._health[-1] if live and self._health else None   # else the news at the end
+        self._answer = (query, snapshot, "when the planner query was asked" if snapshot else "at the end")
+
+    def result(self) -> tuple:
+        self._thread.join(timeout=60.0)   # a query answers within 30 s (_ask_planner_query)
+        return self._answer
 
 
 def _health_class():
@@ -307,13 +343,14 @@ def render_suites_markdown(suites: list[dict]) -> list[str]:
                   f"Lifecycle manager: {s['manager'].get('message', 'no status')}", "", "Checks:", ""]
         lines += [f"- {'ok' if c['ok'] else '**FAILED**'}: {c['name']} ({c['detail']})" for c in s["checks"]]
         if s["health"]:
-            lines += ["", "Health at the end (/fovea/health):", "", "| kind | name | topic | level | reason |",
+            lines += ["", f"Health {s.get('health_when', 'at the end')} (/fovea/health):", "", "| kind | name | topic | level | reason |",
                       "|---|---|---|---|---|"]
             lines += [f"| {e['kind']} | {e['name']} | {e['topic']} | {e['level']} | {(e['reasons'] or [''])[0]} |"
                       for e in s["health"]]
         q = s.get("query")
         if q:
-            lines += ["", f"Planner query (/fovea/query_space_time): {q.get('message')}"]
+            lines += ["", f"Planner query (/fovea/query_space_time), asked {q.get('asked', 'after the replay')}: "
+                          f"{q.get('message')}"]
             lines += [f"- source {src['name']}: {src['points']} points, answered {src['answered']}, health "
                       f"{src['health']}: {src['message']}" for src in q.get("sources", [])]
     return lines

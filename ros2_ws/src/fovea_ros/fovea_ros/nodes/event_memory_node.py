@@ -1,7 +1,7 @@
 """HMNet event-memory node: dense semantic segmentation and depth from an event camera, one 5 ms step at a time.
 
 Topics
-  subscribes  ``input_topic``  event_camera_msgs/EventPacket (evt3 or mono), sensor-data QoS
+  subscribes  ``input_topic``  event_camera_msgs/EventPacket (evt3, mono, libcaer or libcaer_cmp), sensor-data QoS
               ``image_topic``  sensor_msgs/Image, optional (counted only; reserved for fusion)
   publishes   ``labels_topic``  sensor_msgs/Image mono8, class id per pixel (model resolution)
               ``overlay_topic`` sensor_msgs/Image rgb8, class colours over the window's events

@@ -33,7 +33,7 @@ class IcpConfig:
     # points every scan (and normals / covariances for PLANE_ICP / GICP).
     registration_type: str = "VGICP"
     # the scan is registered and enters the map at this many map voxels. KISS-ICP takes 0.5; 0.75 made a scan
-    # 0.65x as expensive (covariances and VGICP scale with its points) at RPE 4.2 instead of 4.0 mm on PandaSet
+    # 0.65-0.69x as expensive (covariances and VGICP scale with its points) at RPE 4.2 instead of 4.0 mm on PandaSet
     # 002 (interleaved runs), which a 10 Hz node needs on a shared 2-core CPU
     frame_voxel_factor: float = 0.75
     source_voxel_factor: float = 1.5  # the scan is registered at this many map voxels (KISS-ICP: 1.5)

@@ -20,7 +20,9 @@ DEFAULT_MODEL_DIR = models_dir() / "registration"
 WEIGHTS_NAME = "vbreg.pt"
 CONFIG_NAME = "vbreg.json"
 ONNX_NAME = "vbreg.onnx"
-DEFAULT_ITERATIONS = 6  # of the 12 trained: same recall on PandaSet pairs, 0.57x the network time (bench)
+# of the 12 trained: same recall on the bench's PandaSet pairs; the network takes 0.44x the time at N = 150, a
+# pair 0.78x (bench/results/registration.json, notes/issue-10.md)
+DEFAULT_ITERATIONS = 6
 
 
 def save_network(network: VBRegNetwork, directory: str | Path) -> Path:

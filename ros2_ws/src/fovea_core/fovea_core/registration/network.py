@@ -153,7 +153,7 @@ class VBRegNetwork(nn.Module):
     def prefix(self, iterations: int) -> "VBRegNetwork":
         """The same network stopped after its first ``iterations`` iterations (weights shared). The
         classifier reads every iteration and the ELBO trains each one, so a prefix is a complete scorer; on
-        PandaSet pairs the first 6 of 12 kept recall and RE/TE at 0.57x the network time
+        PandaSet pairs the first 6 of 12 kept recall and RE/TE at 0.44x the network time (N = 150)
         (bench/registration.py)."""
         if not 1 <= iterations <= len(self.layers):
             raise ValueError(f"iterations must be in 1..{len(self.layers)}, got {iterations}")

@@ -34,6 +34,7 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import tempfile
 import time
 from dataclasses import replace
@@ -407,6 +408,7 @@ def benchmark_global(sweeps, args) -> dict:
             "seconds_median": float(np.median([e["seconds"] for e in entries])),
             "recall_by_gap": {str(g): float(np.mean([e["success"] for e in by_gap[g][name]])) for g in GAPS},
         }
+    shutil.rmtree(full_onnx.parent, ignore_errors=True)  # the 12-iteration export served this run only
     return {"summary": summary, "pairs": rows, "voxel_m": args.global_voxel,
             "correspondence_cap": args.correspondences,
             "matching_seconds_median": {k: float(np.median(v)) for k, v in match_times.items() if v},

@@ -6,7 +6,9 @@ nuScenes box check, in one run (the real-data evaluation is ``evaluate.py``).
 2. Ablation, same data and same short training recipe: TPV vs BEV-only (same feature budget) vs dense voxel
    queries: mIoU, representation size, peak forward memory, latency side by side.
 3. Box-level check on the real nuScenes sample: predicted labels of lidar points inside annotated boxes.
-Writes ``eval.json``, ``per_class_iou.png``, ``ablation.png`` and ``real_sample_prediction.png``.
+Writes ``eval.json``, ``per_class_iou.png``, ``ablation.png`` and ``real_sample_prediction.png`` into
+``models/tpv/eval_generated/`` (the committed record there is issue 4's generated-scene model, whose
+ablation checkpoints ``ablation_*.pt`` it used; the real-data record is ``models/tpv/eval/``).
 """
 from __future__ import annotations
 
@@ -153,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--val-scenes", type=int, default=len(data.VAL_SEEDS))
     parser.add_argument("--ablation-scenes", type=int, default=20)
     parser.add_argument("--skip-ablation", action="store_true")
-    parser.add_argument("--out-dir", type=Path, default=Path("models/tpv/eval"))
+    parser.add_argument("--out-dir", type=Path, default=Path("models/tpv/eval_generated"))
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)

@@ -56,7 +56,7 @@ class TpvOccupancyNode(FoveaNode):
         Param("x_range", [-25.0, 25.0], "grid extent along x, metres (must match the model)"),
         Param("y_range", [-25.0, 25.0], "grid extent along y, metres (must match the model)"),
         Param("z_range", [-0.4, 6.0], "grid extent along z, metres (must match the model)"),
-        Param("plane_resolution", [50, 50, 8], "TPV plane cells along x, y, z (must match the model)"),
+        Param("plane_resolution", [25, 25, 4], "TPV plane cells along x, y, z (must match the model)"),
         Param("classes", list(CLASS_NAMES), "class names, index 0 = empty (must match the model)"),
         Param("score_threshold", 0.5, "voxels whose label probability is below this are not published",
               min_value=0.0, max_value=1.0, dynamic=True),

@@ -101,3 +101,62 @@ def test_inference_rejects_an_encoder_decoder_pair_of_different_configs(tmp_path
     export(ImplicitO(CFG.replace(offsets=2)), tmp_path / "b")
     with pytest.raises(ValueError, match="decoder_path"):
         OccFlowInference.load("onnxruntime", tmp_path / "a_encoder.onnx", tmp_path / "b_decoder.onnx")
+
+
+def test_sweep_history_motion_compensates_into_the_latest_sweep_and_masks_gaps():
+    from fovea_core.occflow.history import SweepHistory
+
+    history = SweepHistory(CFG, max_gap=0.03)
+    point = np.array([[5.0, 0.0, 0.5]], np.float32)           # a fixed world point ...
+    far = np.array([[500.0, 0.0, 0.5]], np.float32)           # ... and one that never reaches the grid
+
+    def pose(x):                                              # the ego drives along +x
+        T = np.eye(4)
+        T[0, 3] = x
+        return T
+
+    for i, x in enumerate([0.0, 1.0]):                        # seen from ego x = 0 (as 5 m) and x = 1 (as 4 m)
+        slots = history.add(i * 100_000_000, np.concatenate([point - [x, 0, 0], far]), pose(x))
+    assert slots[0] is None                                   # start-up: the oldest slot is masked
+    assert np.allclose(slots[1], [[4.0, 0.0, 0.5]]) and np.allclose(slots[2], [[4.0, 0.0, 0.5]])
+    slots = history.add(250_000_000, point - [2.5, 0, 0], pose(2.5))   # 150 ms later: the older ones are
+    assert slots[0] is None and slots[1] is None and np.allclose(slots[2], [[2.5, 0.0, 0.5]])   # 1.5, 2.5 periods old
+    slots = history.add(350_000_000, point - [3.5, 0, 0], pose(3.5))
+    assert slots[0] is None and np.allclose(slots[1], [[1.5, 0.0, 0.5]]) and np.allclose(slots[2], [[1.5, 0.0, 0.5]])
+    history.clear()
+    assert history.slots() == [None] * CFG.sweeps
+
+
+def test_only_agents_the_lidar_saw_are_targets_and_the_tracker_history_follows():
+    from fovea_core.occflow.agents import AgentTracks
+    from fovea_core.occflow.sample import MIN_RETURNS, build_sample
+
+    # two parked cars; the sweeps hit only the first (returns 1 m up at its side); the second is occluded
+    tracks = AgentTracks(np.array([[[3.0, 3.0], [-4.0, -4.0]]] * 6), np.zeros((6, 2)), np.ones((6, 2), bool),
+                         np.array([[4.0, 2.0], [4.0, 2.0]]), np.array([0, 0]), current=3)
+    hits = np.array([[3.0, 2.0, 0.5]] * MIN_RETURNS)
+    sample = build_sample(CFG, [hits, hits, hits], tracks, None)
+    seen = sample.seen(CFG)
+    assert seen.tracks.num_agents == 1 and np.allclose(seen.tracks.xy[3, 0], [3.0, 3.0])
+    assert sample.track_footprints.sum() > seen.track_footprints.sum() > 0        # the tracker forgets the hidden car
+    fewer = build_sample(CFG, [hits[:MIN_RETURNS - 1]] * 3, tracks, None).seen(CFG)
+    assert fewer.tracks.num_agents == 0
+    boxes_only = build_sample(CFG, [], tracks, None)                               # annotations, no lidar: kept
+    assert boxes_only.seen(CFG).tracks.num_agents == 2
+
+
+def test_training_queries_cover_agents_at_their_own_and_at_other_times():
+    from fovea_core.occflow.agents import AgentTracks, occupancy_and_flow
+
+    frames = 36   # one car driving +x at 10 m/s from x = -7 m: its trail spans the grid over the horizon
+    xy = np.stack([np.linspace(-7.0, -7.0 + 0.1 * 10 * (frames - 1), frames), np.zeros(frames)], 1)[:, None]
+    tracks = AgentTracks(xy, np.zeros((frames, 1)), np.ones((frames, 1), bool), np.array([[4.0, 2.0]]),
+                         np.array([0]), current=5)
+    pts, f = data.sample_queries(tracks, CFG, 4000, np.random.default_rng(0))
+    occ = occupancy_and_flow(tracks, pts, f, CFG.flow_dt)[0][:, 0]
+    near = slice(0, int(4000 * CFG.near_actor_fraction))
+    car_x = tracks.xy[f[near], 0, 0]
+    on_trail = np.abs(pts[near, 1]) < 1.5
+    # near-agent queries: occupied ones, and empty ones on the car's path away from where it is at their time
+    assert occ[near].mean() > 0.2
+    assert (on_trail & ~occ[near] & (np.abs(pts[near, 0] - car_x) > 4)).sum() > 200

@@ -76,3 +76,35 @@ def test_metric_table_skips_undefined_and_averages_per_waypoint_first():
     assert table.mean("m", "vehicle", "auc", 1.0) == pytest.approx(0.5)
     assert table.mean("m", "vehicle", "auc") == pytest.approx((0.5 + 0.9) / 2)
     assert table.count("m", "vehicle", "auc", 2.0) == (0, 1)
+
+
+def test_motion_probe_tells_a_moving_forecast_from_a_static_one():
+    from fovea_core.occflow.agents import AgentTracks
+    from fovea_core.occflow.config import tiny_config
+    from fovea_core.occflow.evaluate import MotionProbe, ground_truth, score
+    from fovea_core.occflow.metrics import MetricTable
+    from fovea_core.occflow.predict import constant_velocity_predictor
+    from fovea_core.occflow.sample import build_sample
+
+    cfg = tiny_config()
+    frames, current = 36, 5        # a car driving +x at 2 m/s from x = -5 m at t = 0, and a parked one
+    x = -5.0 + 0.2 * (np.arange(frames) - current)
+    xy = np.stack([np.stack([x, np.full(frames, -3.0)], 1), np.tile([[2.0, 4.0]], (frames, 1))], 1)
+    tracks = AgentTracks(xy, np.zeros((frames, 2)), np.ones((frames, 2), bool), np.array([[4.0, 2.0]] * 2),
+                         np.array([0, 0]), current=current)
+    sample = build_sample(cfg, [], tracks, None)
+
+    def static(s, times):          # the t = 0 occupancy at every time: a prior that never moves
+        now = ground_truth(s, cfg, 0.0)
+        return [now] * len(times)
+
+    probe = MotionProbe(cfg, min_speed=1.0)
+    score([sample], {"constant velocity": constant_velocity_predictor(cfg), "static": static}, cfg, MetricTable(),
+          log=lambda *a, **k: None, probe=probe)
+    assert probe.vehicles == 1                                   # the parked car is not probed
+    start = {n: np.concatenate(v["start"])[0] for n, v in probe.values.items()}
+    true = {n: np.concatenate(v["true"])[0] for n, v in probe.values.items()}
+    # waypoints 0.5 ... 3 s: the car has moved 1 ... 6 m (it is 4 m long)
+    assert np.allclose(true["constant velocity"], 1.0) and np.allclose(start["constant velocity"][2:], 0.0)
+    assert np.allclose(start["static"], 1.0) and np.allclose(true["static"][2:], 0.0)
+    assert "static" in probe.markdown("test", cfg.waypoints)

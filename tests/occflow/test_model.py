@@ -42,11 +42,11 @@ def test_a_query_sees_features_far_from_itself_through_its_offsets():
     (+6 m, +6 m), a query at (-6, -6) reads the features around (0, 0) and nothing changes its own cell."""
     torch.manual_seed(0)
     model = ImplicitO(CFG).eval()
-    last = model.decoder.offset_mlp[-1]
+    mix = model.decoder.mix                                                 # its first 2K rows: the offsets
     with torch.no_grad():
-        last.weight.zero_()
-        last.bias.fill_(float(np.arctanh(6.0 / CFG.max_offset)))
-    maps = torch.zeros(1, 3 * CFG.decoder_dim, CFG.ny // 4, CFG.nx // 4)   # 2 m cells over 16 m
+        mix.weight[:2 * CFG.offsets].zero_()
+        mix.bias[:2 * CFG.offsets] = float(np.arctanh(6.0 / CFG.max_offset))
+    maps = torch.zeros(1, CFG.decoder_dim + CFG.sample_dim, CFG.ny // 4, CFG.nx // 4)   # 2 m cells over 16 m
     q = torch.tensor([[[-6.0, -6.0, 1.0]]])
     far = maps.clone()
     far[:, CFG.decoder_dim:, 3:5, 3:5] = 5.0                                # keys/values near (0, 0) only
@@ -65,6 +65,11 @@ def test_decoder_and_encoder_onnx_match_pytorch(tmp_path):
     model = ImplicitO(CFG).eval()
     diffs = export(model, tmp_path / "m")
     assert max(diffs.values()) < 1e-4, diffs
+    from fovea_core.backends import check_tensorrt_ops
+
+    for part in ("encoder", "decoder"):                            # standard ops only: no TensorRT plugin
+        report = check_tensorrt_ops(tmp_path / f"m_{part}.onnx")
+        assert not report.unsupported and not report.restricted, (part, report)
     lidar, map_raster = inputs(3)
     enc = ort.InferenceSession(str(tmp_path / "m_encoder.onnx"))
     dec = ort.InferenceSession(str(tmp_path / "m_decoder.onnx"))

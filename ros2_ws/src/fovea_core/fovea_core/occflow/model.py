@@ -6,13 +6,16 @@ Choices the paper leaves open (ours; also in models/occflow/MODEL_CARD.md):
 - Streams: lidar (masked sweep history + optional tracked-object history) and map raster, each a strided
   conv stem to 1/4 resolution; fused by concatenation + 1x1 conv; multi-scale: residual blocks at 1/4,
   1/8 and 1/16 (dilated at 1/16), upsampled and summed into Z at 1/4. GroupNorm (batch 1-2 on a CPU).
-- Query embedding: Fourier features of (x, y, t) normalised to [-1, 1] (6 octaves) -> 2-layer MLP.
-- Decoder: Z is projected once per sweep into three maps (query, key, value; ``decoder_dim`` each). Per
-  query: the query map bilinearly sampled at (x, y) + the embedding = h; an MLP on h -> K offsets
-  (tanh-bounded to ``max_offset`` metres, so a query reaches ~40 m, e.g. up a lane); key and value maps
-  sampled at (x, y) + offset_k (GridSample, so ONNX/TensorRT run it without plugins); multi-head
-  cross-attention of h over the K samples, keys carrying an embedding of their offset; MLP on
-  [h, attended] -> per class an occupancy logit and reverse flow (dx, dy) in metres over ``flow_dt``.
+- Query embedding: one linear layer on (x, y, t) normalised to [-1, 1] and their sines / cosines at
+  ``time_octaves`` (t) and ``position_octaves`` (x, y) octaves.
+- Decoder (``ImplicitDecoder``, sized for a CPU: its cost per query is what the method is about): Z is
+  projected once per sweep into a query map (``decoder_dim``) and a sample map (``sample_dim``). Per query:
+  the query map bilinearly sampled at (x, y) + the embedding, ReLU = h; one linear layer on h -> K offsets
+  (tanh-bounded to ``max_offset`` metres, so a query reaches ~40 m, e.g. up a lane), the attention query
+  and the keys' offset weights; the sample map at the query point and its K offset points in one
+  GridSample (ONNX/TensorRT run it without plugins); multi-head cross-attention of the query over those
+  K + 1 samples (keys = values = the samples, keys also scored by their offset); MLP on [h, attended] ->
+  per class an occupancy logit and reverse flow (dx, dy) in metres over ``flow_dt``.
 - Dense baseline (Occupancy-Flow-Fields style): Z upsampled x2 twice with convs to the full grid, a 1x1
   conv -> every time slice (t = 0 and each waypoint) x classes x (occupancy, dx, dy).
 """
@@ -69,61 +72,91 @@ class Encoder(nn.Module):
         return s4 + F.interpolate(s8, size=s4.shape[-2:], mode="bilinear", align_corners=False)
 
 
-class FourierEmbedding(nn.Module):
-    def __init__(self, dim: int, octaves: int = 6) -> None:
-        super().__init__()
-        self.register_buffer("freqs", (2.0 ** torch.arange(octaves)) * math.pi, persistent=False)
-        self.mlp = nn.Sequential(nn.Linear(3 * 2 * octaves + 3, dim), nn.ReLU(inplace=True), nn.Linear(dim, dim))
-
-    def forward(self, q):  # q (B, Q, 3) in [-1, 1]
-        angles = (q[..., None] * self.freqs).flatten(-2)
-        return self.mlp(torch.cat([q, torch.sin(angles), torch.cos(angles)], -1))
-
-
 class ImplicitDecoder(nn.Module):
-    """(decoder maps (B, 3*Dd, h, w), queries (B, Q, 3) metric x, y [m] and t [s]) ->
-    (occupancy logits (B, Q, C), reverse flow (B, Q, C, 2) metres)."""
+    """(decoder maps (B, decoder_dim + sample_dim, h, w), queries (B, Q, 3) metric x, y [m] and t [s]) ->
+    (occupancy logits (B, Q, C), reverse flow (B, Q, C, 2) metres).
+
+    Channel-first inside, (B, channels, Q), so every pointwise layer is one GEMM over all queries and every
+    elementwise op runs over long contiguous rows. Per query:
+      1. the query map (first ``decoder_dim`` channels) bilinearly sampled at (x, y), plus one linear layer
+         on the query's features [x, y, t, sin/cos of t (and of x, y) at a few octaves] (the fused time and
+         position embedding), ReLU: h;
+      2. one linear layer on h gives, at once, the K offsets (tanh-bounded to ``max_offset`` metres), the
+         attention query a and per head a 2-vector u (the key's offset embedding, below);
+      3. the sample map (last ``sample_dim`` channels) at the query point and its K offset points, in one
+         ``grid_sample`` call: (B, sample_dim, K + 1, Q). The sampled vectors are the keys and the values;
+         heads split the channels;
+      4. logits = a . s_k + u . o_k (o_k the k-th offset, 0 for the query point itself; the usual
+         1/sqrt(dh) is learned into a, initialised with it); softmax over the K + 1 samples;
+         attended = sum_k w_k s_k;
+      5. MLP([h, attended]) -> per class an occupancy logit and reverse flow (dx, dy).
+    The paper's "linear layer on [Z(q), embedding(q)]" is split into a projection of Z done once per sweep
+    (bilinear sampling commutes with a 1x1 projection) and the embedding's linear layer done per query; the
+    same holds for the keys' and values' projections, so per query only sampling and small GEMMs remain.
+    Sample points are clamped to the grid's outer cell centres: ONNX Runtime's GridSample is several times
+    slower on points outside the input, and a clamped point reads the edge cell (= border padding)."""
 
     def __init__(self, cfg: OccFlowConfig) -> None:
         super().__init__()
         self.cfg = cfg
-        d, k = cfg.decoder_dim, cfg.offsets
-        self.embed = FourierEmbedding(d)
-        self.offset_mlp = nn.Sequential(nn.Linear(d, d), nn.ReLU(inplace=True), nn.Linear(d, 2 * k))
-        self.offset_embed = nn.Linear(2, d)
-        self.q_proj = nn.Linear(d, d)
-        self.head = nn.Sequential(nn.Linear(2 * d, d), nn.ReLU(inplace=True), nn.Linear(d, 3 * cfg.num_classes))
-        lo = torch.tensor([cfg.x_range[0], cfg.y_range[0]])
-        span = torch.tensor([cfg.x_range[1] - cfg.x_range[0], cfg.y_range[1] - cfg.y_range[0]])
-        self.register_buffer("lo", lo, persistent=False)
-        self.register_buffer("span", span, persistent=False)
+        d, s, k, heads = cfg.decoder_dim, cfg.sample_dim, cfg.offsets, cfg.heads
+        if s % heads:
+            raise ValueError(f"sample_dim {s} is not divisible by heads {heads}")
+        self.register_buffer("time_freqs", ((2.0 ** torch.arange(cfg.time_octaves)) * math.pi)[:, None],
+                             persistent=False)
+        self.register_buffer("position_freqs", ((2.0 ** torch.arange(cfg.position_octaves)) * math.pi)[:, None],
+                             persistent=False)
+        self.embed = nn.Conv1d(3 + 2 * cfg.time_octaves + 4 * cfg.position_octaves, d, 1)
+        self.mix = nn.Conv1d(d, 2 * k + s + 2 * heads, 1)
+        self.hidden = nn.Conv1d(d + s, cfg.head_hidden, 1)
+        self.out = nn.Conv1d(cfg.head_hidden, 3 * cfg.num_classes, 1)
+        # (x, y, t) -> [-1, 1]: x, y over the grid (grid_sample's convention), t over the horizon
+        lo = torch.tensor([cfg.x_range[0], cfg.y_range[0], 0.0])[:, None]
+        span = torch.tensor([cfg.x_range[1] - cfg.x_range[0], cfg.y_range[1] - cfg.y_range[0], cfg.horizon])[:, None]
+        self.register_buffer("q_scale", 2.0 / span, persistent=False)
+        self.register_buffer("q_shift", -2.0 * lo / span - 1.0, persistent=False)
+        self.register_buffer("reach", 2 * cfg.max_offset / span[:2], persistent=False)   # offset 1 -> [-1, 1] units
+        # The outer cell centres of the decoder maps (1/4 of the grid), in grid_sample's [-1, 1].
+        self.register_buffer("inner", 1.0 - 4.0 / torch.tensor([[cfg.nx], [cfg.ny]], dtype=torch.float32),
+                             persistent=False)
+        with torch.no_grad():   # start with the offsets on a circle of ~4 m around the query (then learned)
+            self.mix.weight[:2 * k].mul_(0.1)
+            self.mix.weight[2 * k:2 * k + s].mul_(1.0 / math.sqrt(s // heads))
+            angle = torch.arange(k) * (2 * math.pi / k)
+            ring = min(4.0 / cfg.max_offset, 0.5) * torch.stack([torch.cos(angle), torch.sin(angle)], 1)
+            self.mix.bias[:2 * k] = torch.atanh(ring).reshape(-1)
 
     def forward(self, maps, queries):
-        cfg, d = self.cfg, self.cfg.decoder_dim
+        cfg = self.cfg
+        d, s, k, heads = cfg.decoder_dim, cfg.sample_dim, cfg.offsets, cfg.heads
+        dh = s // heads
         B, Q = queries.shape[:2]
-        xy = (queries[..., :2] - self.lo) / self.span * 2 - 1                        # (B, Q, 2)
-        t = queries[..., 2:3] / cfg.horizon * 2 - 1
-        centre = F.grid_sample(maps[:, :d], xy[:, :, None], align_corners=False)[..., 0].transpose(1, 2)
-        h = centre + self.embed(torch.cat([xy, t], -1))                               # (B, Q, d)
-        offsets = torch.tanh(self.offset_mlp(h)).reshape(B, Q, cfg.offsets, 2)      # x max_offset metres
-        where = xy[:, :, None] + offsets * (2 * cfg.max_offset / self.span)
-        # Channel-first throughout: grid_sample returns (B, 2d, Q, K); permuting it would copy Q*K*2d values.
-        kv = F.grid_sample(maps[:, d:], where, align_corners=False)
-        heads, dh = cfg.heads, d // cfg.heads
-        q = self.q_proj(h)                                                             # (B, Q, d)
-        qh = q.transpose(1, 2).reshape(B, heads, dh, Q, 1)
-        logits = (kv[:, :d].reshape(B, heads, dh, Q, cfg.offsets) * qh).sum(2)        # (B, heads, Q, K)
-        # The keys carry an embedding W o_k of their offset: q . (k + W o_k) = q . k + (W^T q) . o_k,
-        # computed per head without materialising the (Q, K, d) embeddings.
-        wq = (q.reshape(B, Q, heads, 1, dh) * self.offset_embed.weight.t().reshape(1, 1, 2, heads, dh).transpose(2, 3)).sum(-1)
-        logits = logits + torch.einsum("bqhc,bqkc->bhqk", wq, offsets) \
-            + (q.reshape(B, Q, heads, dh) * self.offset_embed.bias.reshape(heads, dh)).sum(-1).transpose(1, 2)[..., None]
-        weights = torch.softmax(logits / math.sqrt(dh), -1)                             # over the K samples
-        attended = (kv[:, d:].reshape(B, heads, dh, Q, cfg.offsets) * weights[:, :, None]).sum(-1)
-        attended = attended.reshape(B, d, Q).transpose(1, 2)
-        out = self.head(torch.cat([h, attended], -1))
+        q = queries.transpose(1, 2) * self.q_scale + self.q_shift                      # (B, 3, Q) in [-1, 1]
+        xy, t = q[:, :2], q[:, 2:]
+        features = [q, torch.sin(self.time_freqs * t), torch.cos(self.time_freqs * t)]
+        if cfg.position_octaves:
+            px, py = self.position_freqs * xy[:, :1], self.position_freqs * xy[:, 1:]
+            features += [torch.sin(px), torch.cos(px), torch.sin(py), torch.cos(py)]
+        inside = torch.minimum(torch.maximum(xy, -self.inner), self.inner)
+        centre = F.grid_sample(maps[:, :d], inside.transpose(1, 2)[:, None], align_corners=False)[:, :, 0]
+        h = torch.relu(centre + self.embed(torch.cat(features, 1)))                    # (B, d, Q)
+        m = self.mix(h)                                                                # (B, 2K + s + 2H, Q)
+        # offset 0 (the query point itself) first, then the K learned ones (x max_offset metres)
+        offsets = torch.cat([torch.zeros_like(m[:, :2]), torch.tanh(m[:, :2 * k])], 1).reshape(B, k + 1, 2, Q)
+        points = torch.minimum(torch.maximum(xy[:, None] + offsets * self.reach, -self.inner), self.inner)
+        sampled = F.grid_sample(maps[:, d:], points.transpose(2, 3), align_corners=False)   # (B, s, K + 1, Q)
+        sampled = sampled.reshape(B, heads, dh, k + 1, Q)
+        a = m[:, 2 * k:2 * k + s].reshape(B, heads, dh, 1, Q)        # the 1/sqrt(dh) scale is learned into mix
+        u = m[:, 2 * k + s:].reshape(B, heads, 1, 2, Q)
+        logits = (sampled * a).sum(2) + (u * offsets[:, None]).sum(3)                  # (B, heads, K + 1, Q)
+        # softmax over the K + 1 samples (axis 2) written out: ONNX Runtime's Softmax on a non-last axis
+        # transposes internally and cost more than the rest of the attention here
+        weights = torch.exp(logits - logits.amax(2, keepdim=True))
+        weights = weights / weights.sum(2, keepdim=True)
+        attended = (sampled * weights[:, :, None]).sum(3).reshape(B, s, Q)
+        out = self.out(torch.relu(self.hidden(torch.cat([h, attended], 1))))           # (B, 3C, Q)
         C = cfg.num_classes
-        return out[..., :C], out[..., C:].reshape(B, Q, C, 2)
+        return out[:, :C].transpose(1, 2), out[:, C:].reshape(B, C, 2, Q).permute(0, 3, 1, 2)
 
 
 class DenseHead(nn.Module):
@@ -158,11 +191,11 @@ class ImplicitO(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.encoder = Encoder(cfg)
-        self.project = nn.Conv2d(cfg.feature_dim, 3 * cfg.decoder_dim, 1)
+        self.project = nn.Conv2d(cfg.feature_dim, cfg.decoder_dim + cfg.sample_dim, 1)
         self.decoder = ImplicitDecoder(cfg)
 
     def features(self, lidar, map_raster):
-        """Once per sweep: the decoder's maps."""
+        """Once per sweep: the decoder's maps (query map + sample map, a 1x1 projection of Z)."""
         return self.project(self.encoder(lidar, map_raster))
 
     def forward(self, lidar, map_raster, queries):

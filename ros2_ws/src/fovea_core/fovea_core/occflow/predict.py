@@ -9,11 +9,12 @@ import torch
 from .agents import constant_velocity, rasterise
 from .config import OccFlowConfig
 from .grid import BevGrid
+from .inference import QUERY_CHUNK
 from .model import DenseGrid, ImplicitO, dense_times
 from .sample import Sample, model_inputs
 
 
-def query_grid(decoder, maps: torch.Tensor, cfg: OccFlowConfig, t: float, chunk: int = 20000):
+def query_grid(decoder, maps: torch.Tensor, cfg: OccFlowConfig, t: float, chunk: int = QUERY_CHUNK):
     """The implicit decoder at every cell centre at time t: (C, ny, nx) probabilities, (C, 2, ny, nx) flow."""
     grid = BevGrid.of(cfg)
     centres = grid.cell_centres().reshape(-1, 2).astype(np.float32)

@@ -4,7 +4,8 @@ checkpoints / resume, TensorBoard, torchrun DDP, AMP on GPU).
 
 Each step: one cached sample, its inputs masked at random as a robot meets them (older sweeps missing,
 a dropped sweep, no tracker, no map, tracker only), ``queries_per_sample`` space-time queries (half near
-agents), targets from the sample's tracks. The model file is a plain dict (state dict, config JSON,
+agents, half of those on the agents' trails; ``data.sample_queries``), targets from the tracks of the
+agents the lidar saw (``Sample.seen``). The model file is a plain dict (state dict, config JSON,
 variant, training summary) for ``torch.load(..., weights_only=True)``.
 
     fovea train occflow --model implicit --minutes 25 --out models/occflow/implicito.pt
@@ -99,9 +100,9 @@ def build_task(args: argparse.Namespace, ctx: RunContext) -> TrainTask:
                                     log=lambda *a, **k: ctx.log(" ".join(map(str, a))))
         heldout_paths = data.generate(root / "heldout", list(data.HELDOUT_SEEDS)[:2], cfg, heldout=True,
                                       log=lambda *a, **k: ctx.log(" ".join(map(str, a))))
-    samples = [Sample.load(p) for p in train_paths]
+    samples = [Sample.load(p).seen(cfg) for p in train_paths]
     ctx.log(f"{len(samples)} training samples from {root / 'train'}")
-    heldout = [Sample.load(p) for p in heldout_paths]
+    heldout = [Sample.load(p).seen(cfg) for p in heldout_paths]
     model = MODELS[args.model](cfg)
     count = args.queries or cfg.queries_per_sample
     loss_fn = implicit_loss if args.model == "implicit" else dense_loss

@@ -2,13 +2,15 @@
 
 Inputs: ``input_topic`` (sensor_msgs/PointCloud2, sensor-data QoS) and TF: ``world_frame`` <- ``base_frame``
 at every sweep stamp (odometry) to motion-compensate the last ``sweeps`` sweeps into the latest one's
-base_link, and the cloud's frame -> ``base_frame``. A sweep waits up to ``tf_timeout`` for its transforms
-(they often arrive just after it), then is dropped ("missing TF"); a missing sweep in the history (dropped, or the node just started) is masked, not filled.
+base_link (``fovea_core.occflow.history``), and the cloud's frame -> ``base_frame``. A sweep waits up to
+``tf_timeout`` for its transforms (they often arrive just after it), then is dropped ("missing TF"); a
+missing sweep in the history (dropped, or the node just started) is masked, not filled.
 Map: ``map_file`` (an Argoverse 2 ``log_map_archive_*.json``, coordinates in ``map_frame``), rasterised
 around the ego per sweep (TF ``map_frame`` <- ``base_frame``); empty = map-less (the map channels are
 masked, which the model was trained for).
 
-The encoder runs once per sweep (worker thread); the service runs only the decoder on the latest features.
+The encoder runs once per sweep (worker thread, ``threads`` for ONNX Runtime / torch and for numpy's BLAS
+and OpenMP pools); the service runs only the decoder on the latest features.
 
 Service ``query_service`` (fovea_msgs/srv/QueryPoints), time and frame semantics:
 - points are in ``header.frame_id`` (any TF frame; empty = ``base_frame``) at time ``header.stamp`` (zero =
@@ -26,7 +28,10 @@ Service ``query_service`` (fovea_msgs/srv/QueryPoints), time and frame semantics
 Previews, stamped with the sweep's stamp, in ``base_frame``: one nav_msgs/OccupancyGrid per
 ``preview_horizons`` entry on ``<occupancy_topic>_<ms>ms`` (0-100 = P(any class) x 100, at
 ``preview_resolution``), and ``flow_markers_topic`` (visualization_msgs/MarkerArray: an arrow per occupied
-preview cell from where its occupant was flow_dt earlier to where it is, one namespace per horizon).
+preview cell from where its occupant was flow_dt earlier to where it is, one namespace per horizon). They
+are decoder queries at the preview cells' centres, made every ``preview_every``-th sweep and only for
+horizons whose grid topic (or the markers topic) has a subscriber: a planner that only calls the service
+pays for the encoder alone.
 """
 from __future__ import annotations
 
@@ -41,8 +46,9 @@ from sensor_msgs.msg import PointCloud2
 from std_msgs.msg import ColorRGBA
 from visualization_msgs.msg import Marker, MarkerArray
 
-from fovea_core.geometry.transforms import invert_rigid, transform_points
 from fovea_core.occflow.config import CLASS_NAMES
+from fovea_core.occflow.history import SweepHistory, move_points
+from fovea_core.registration.threads import limited_threads
 from fovea_core.paths import resolve_data_path
 from fovea_ros.conversions import drop_non_finite_xyz, pointcloud2_to_array
 from fovea_ros.node_base import FoveaNode, run_node, stamp_to_ns
@@ -64,7 +70,7 @@ class OccupancyFlowNode(FoveaNode):
         Param("encoder_path", "models/occflow/implicito_encoder.onnx", "ONNX encoder (onnxruntime / tensorrt)"),
         Param("decoder_path", "models/occflow/implicito_decoder.onnx", "ONNX decoder (onnxruntime / tensorrt)"),
         Param("checkpoint_path", "models/occflow/implicito.pt", "state dict (torch backend)"),
-        Param("threads", 1, "CPU threads for inference", min_value=1, max_value=64),
+        Param("threads", 1, "CPU threads for inference and the per-sweep numpy work", min_value=1, max_value=64),
         Param("classes", list(CLASS_NAMES), "class names, model order (must match the model)"),
         Param("query_service", "occupancy_flow/query_points", "fovea_msgs/srv/QueryPoints service name"),
         Param("max_query_points", 200000, "larger requests are refused", min_value=1, dynamic=True),
@@ -73,8 +79,8 @@ class OccupancyFlowNode(FoveaNode):
         Param("preview_horizons", [1.0, 2.0, 3.0], "seconds after the sweep; one OccupancyGrid each; [] = none"),
         Param("preview_resolution", 0.8, "cell size of the previews, metres (a multiple of the model's)",
               min_value=0.05, max_value=10.0),
-        Param("preview_every", 1, "publish previews every n-th sweep (queries are always served)", min_value=1,
-              dynamic=True),
+        Param("preview_every", 1, "previews every n-th sweep (queries are always served); horizons without a "
+              "subscriber are skipped", min_value=1, dynamic=True),
         Param("marker_threshold", 0.5, "previews cells with P(occupied) above this get a flow arrow",
               min_value=0.0, max_value=1.0, dynamic=True),
         Param("max_markers", 400, "flow arrows per horizon at most (the most probable cells)", min_value=0,
@@ -114,8 +120,13 @@ class OccupancyFlowNode(FoveaNode):
                 raise ParameterError(f"parameter 'map_file': cannot read {path}: {type(exc).__name__}: {exc}") from exc
             self.map_raster = MapRasteriser(self.vmap, cfg.resolution)
         self.tf = TfBuffer(cache_duration_s=max(10.0, 4 * cfg.sweeps * cfg.sweep_period))
-        self.history: collections.deque = collections.deque(maxlen=cfg.sweeps)  # (stamp ns, world points)
+        self.history = SweepHistory(cfg, p.max_sweep_gap)
         self._latest = None   # (stamp ns, maps, T_base_world)
+        stride = int(round(p.preview_resolution / cfg.resolution))
+        ny, nx = cfg.ny // stride, cfg.nx // stride   # preview cells: stride x stride model cells, at their centre
+        centres = self.model.grid.cell_centres()[:ny * stride, :nx * stride]
+        self._preview_cells = centres.reshape(ny, stride, nx, stride, 2).mean((1, 3)).reshape(-1, 2)
+        self._preview_shape = (ny, nx)
         self._latest_lock = threading.Lock()
         self._sweeps_done = 0
         self._answered = self._rejected = 0
@@ -139,6 +150,7 @@ class OccupancyFlowNode(FoveaNode):
     def cleanup(self) -> None:
         self.model = None
         self._latest = None
+        self.history.clear()
 
     # ---------------------------------------------------------------- sweeps (executor thread, cheap)
     def on_cloud(self, msg: PointCloud2) -> None:
@@ -173,33 +185,29 @@ class OccupancyFlowNode(FoveaNode):
             self.submit(item)
 
     def _with_transforms(self, header, points):
+        """The sweep's transforms (TF lookups only: the points are moved on the worker)."""
         p = self.params
         stamp = stamp_to_ns(header.stamp)
         T_world_base = self.tf.lookup_matrix(p.world_frame, p.base_frame, stamp)
-        T_base_cloud = np.eye(4) if header.frame_id in ("", p.base_frame) else \
+        T_base_cloud = None if header.frame_id in ("", p.base_frame) else \
             self.tf.lookup_matrix(p.base_frame, header.frame_id, stamp)
         T_map_base = self.tf.lookup_matrix(p.map_frame, p.base_frame, stamp) if self.vmap is not None else None
-        xyz = np.stack([points["x"], points["y"], points["z"]], 1).astype(np.float64)
-        return header, transform_points(T_world_base @ T_base_cloud, xyz), T_world_base, T_map_base
+        return header, points, T_base_cloud, T_world_base, T_map_base
 
     # ---------------------------------------------------------------- worker: encoder once per sweep
     def process(self, item) -> None:
-        header, world_points, T_world_base, T_map_base = item
-        cfg, p = self.model.cfg, self.params
+        with limited_threads(self.params.threads):
+            self._process(*item)
+
+    def _process(self, header, points, T_base_cloud, T_world_base, T_map_base) -> None:
+        p = self.params
         stamp = stamp_to_ns(header.stamp)
-        self.history.append((stamp, world_points))
-        T_base_world = invert_rigid(T_world_base)
-        slots: list = [None] * cfg.sweeps   # oldest first; a slot without a sweep stays masked
-        period_ns = cfg.sweep_period * 1e9
-        for s_stamp, pts in self.history:
-            age = (stamp - s_stamp) / period_ns
-            k = int(round(age))
-            if 0 <= k < cfg.sweeps and abs(age - k) * cfg.sweep_period <= p.max_sweep_gap:
-                slots[cfg.sweeps - 1 - k] = transform_points(T_base_world, pts)
+        xyz = np.stack([points["x"], points["y"], points["z"]], 1).astype(np.float32)
+        slots = self.history.add(stamp, xyz if T_base_cloud is None else move_points(xyz, T_base_cloud), T_world_base)
         raster = None if self.map_raster is None else self.map_raster.around(T_map_base, self.model.grid)
         maps = self.model.encode(slots, raster)
         with self._latest_lock:
-            self._latest = (stamp, maps, T_base_world)
+            self._latest = (stamp, maps, np.linalg.inv(T_world_base))
         self._sweeps_done += 1
         self.set_diagnostic("history_sweeps", sum(s is not None for s in slots))
         self.set_diagnostic("state", "running")
@@ -208,14 +216,13 @@ class OccupancyFlowNode(FoveaNode):
 
     def _publish_previews(self, header, maps) -> None:
         cfg, p = self.model.cfg, self.params
-        stride = int(round(p.preview_resolution / cfg.resolution))
-        centres = self.model.grid.cell_centres()
-        # preview cells: blocks of stride x stride model cells, queried at the block centre
-        ny, nx = cfg.ny // stride, cfg.nx // stride
-        block = centres[:ny * stride, :nx * stride].reshape(ny, stride, nx, stride, 2).mean((1, 3)).reshape(-1, 2)
+        (ny, nx), block = self._preview_shape, self._preview_cells
         out_header = type(header)(stamp=header.stamp, frame_id=p.base_frame)
+        want_markers = self.markers_pub.get_subscription_count() > 0
         markers = MarkerArray()
         for i, h in enumerate(p.preview_horizons):
+            if not (want_markers or self.grid_pubs[h].get_subscription_count() > 0):
+                continue   # nobody looks at this horizon: no decoder work for it
             occ, flow = self.model.query(maps, np.concatenate([block, np.full((len(block), 1), h)], 1))
             any_occ = 1.0 - np.prod(1.0 - occ, axis=1)
             grid = OccupancyGrid(header=out_header)
@@ -226,8 +233,10 @@ class OccupancyFlowNode(FoveaNode):
             grid.info.origin.orientation.w = 1.0
             grid.data = np.clip(np.rint(any_occ * 100), 0, 100).astype(np.int8).tolist()
             self.grid_pubs[h].publish(grid)
-            markers.markers.append(self._arrows(out_header, i, h, block, occ, flow, any_occ))
-        self.markers_pub.publish(markers)
+            if want_markers:
+                markers.markers.append(self._arrows(out_header, i, h, block, occ, flow, any_occ))
+        if want_markers:
+            self.markers_pub.publish(markers)
 
     def _arrows(self, header, index, horizon, cells, occ, flow, any_occ) -> Marker:
         p = self.params
@@ -286,7 +295,7 @@ class OccupancyFlowNode(FoveaNode):
         status = np.zeros(n, np.uint8)
         finite = np.isfinite(xyz).all(1) & np.isfinite(t)
         status[~finite] = 1
-        local = transform_points(T, np.where(finite[:, None], xyz, 0.0))
+        local = move_points(np.where(finite[:, None], xyz, 0.0), T)
         inside = self.model.grid.contains(local[:, :2])
         status[finite & ~inside] = 2
         in_time = (tau >= -1e-6) & (tau <= cfg.horizon + 1e-6)
@@ -302,7 +311,7 @@ class OccupancyFlowNode(FoveaNode):
         best_flow = flow[np.arange(n), np.maximum(label, 0)]                   # (n, 2) base_link, metres
         velocity_base = -best_flow / cfg.flow_dt
         R = T[:2, :2].T                                                         # base_link -> request frame
-        velocity = velocity_base @ R.T * ok[:, None]
+        velocity = (velocity_base[:, :1] * R[:, 0] + velocity_base[:, 1:] * R[:, 1]) * ok[:, None]
         response.success = True
         response.message = (f"sweep {sweep_stamp} ns; {int(ok.sum())}/{n} points answered "
                             f"({int((status == 1).sum())} not finite, {int((status == 2).sum())} outside the grid, "

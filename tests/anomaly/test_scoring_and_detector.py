@@ -168,3 +168,21 @@ def test_calibration_fits_references_thresholds_and_a_sites_temperature(models, 
     assert site.meta.temperatures["classical"] == pytest.approx(own.meta.temperatures["classical"] / 2, rel=1e-3)
     assert np.allclose(site.meta.reference("classical"), own.meta.reference("classical"), atol=1e-4)
     assert own.meta.calibration == "the test sequence" and site.meta.calibration == "flatter"
+
+
+def test_set_threads_limits_torch_and_numpys_blas_pool():
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    from fovea_core.events.anomaly.bundle import set_threads
+
+    def blas_threads():
+        return {lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"}
+
+    before_torch, before_blas = torch.get_num_threads(), threadpool_info()
+    try:
+        for n in (2, 1):
+            set_threads(n)
+            assert torch.get_num_threads() == n and blas_threads() == {n}
+    finally:
+        torch.set_num_threads(before_torch)
+        threadpool_limits(limits=before_blas)

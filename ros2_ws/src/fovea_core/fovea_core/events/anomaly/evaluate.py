@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from fovea_core.events.anomaly import faults as F
-from fovea_core.events.anomaly.bundle import AnomalyModels, load_models
+from fovea_core.events.anomaly.bundle import AnomalyModels, load_models, set_threads
 from fovea_core.events.anomaly.calibration import site_calibrated, window_scores
 from fovea_core.events.anomaly.data import DEFAULT_CACHE, TEST_SEEDS, SequenceFeatures, sequence_features, \
     simulated_streams
@@ -258,7 +258,10 @@ def goal_summary(result: dict, methods=FRAME_METHODS) -> dict:
 def plot_example(result: dict, key: tuple[str, str], thresholds: dict, path: Path) -> None:
     import matplotlib
     matplotlib.use("Agg")
+    import textwrap
+
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
 
     scored, fault = result["examples"][key]
     fig, axes = plt.subplots(2, 1, figsize=(10, 6), sharex=True)
@@ -274,9 +277,15 @@ def plot_example(result: dict, key: tuple[str, str], thresholds: dict, path: Pat
         ax.axvspan((fault.start_ns - t0) / 1e9, (min(fault.end_ns, stamps[-1] if len(stamps) else fault.end_ns) - t0)
                    / 1e9, color="red", alpha=0.15, label=f"fault: {fault.kind} {fault.severity}")
         ax.set_ylabel("window score / threshold")
+        # linear below the threshold, logarithmic above: a score 30x over it stays on the page
         ax.set_yscale("symlog", linthresh=1.0)
+        ax.yaxis.set_major_locator(FixedLocator([0, 0.25, 0.5, 0.75, 1, 2, 5, 10, 20, 50, 100, 200, 500]))
+        ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.yaxis.set_minor_locator(NullLocator())
+        ax.set_ylim(bottom=0.0)  # scores are divergences and lag deviations: never negative
         ax.legend(fontsize=8, loc="upper left")
-    axes[0].set_title(f"{result['label']}: {fault.kind} ({fault.severity}) - frame steps (top), event steps (bottom)")
+    axes[0].set_title("\n".join(textwrap.wrap(f"{result['label']}: {fault.kind} ({fault.severity}) - frame steps "
+                                              "(top), event steps (bottom)", 110)), fontsize=10)
     axes[1].set_xlabel("time (s)")
     fig.tight_layout()
     fig.savefig(path, dpi=90)
@@ -323,10 +332,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE)
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
-    import torch
-
     from fovea_core.paths import resolve_data_path
-    torch.set_num_threads(args.threads)
+    set_threads(args.threads)
     models = load_models(resolve_data_path(args.model), "--model")
     args.out.mkdir(parents=True, exist_ok=True)
     log = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731

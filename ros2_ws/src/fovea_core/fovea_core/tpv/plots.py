@@ -34,38 +34,48 @@ def per_class_bars(result: dict, path: Path) -> None:
     plt = _plt()
     methods = [m for m in result["methods"] if "ONNX" not in m]
     names = list(CLASS_NAMES[1:])
-    fig, ax = plt.subplots(figsize=(12, 4.5))
+    fig, ax = plt.subplots(figsize=(15, 4.5))
     x = np.arange(len(names))
     width = 0.8 / len(methods)
+    colours = _method_colours(plt, methods)
     for k, m in enumerate(methods):
         table = result["methods"][m]["points"]
         vals = [table["per_class_iou"][n] if table["per_class_iou"][n] is not None else 0.0 for n in names]
-        ax.bar(x + (k - (len(methods) - 1) / 2) * width, vals, width, label=f"{m} (mIoU {table['miou']:.3f})")
+        ax.bar(x + (k - (len(methods) - 1) / 2) * width, vals, width, label=f"{m} (mIoU {table['miou']:.3f})",
+               color=colours[m])
     ax.set_xticks(x, names)
     ax.set_ylabel("point IoU")
     ax.set_title(f"PandaSet 002 validation frames {result['data']['validation_frames'][0]}-"
                  f"{result['data']['validation_frames'][-1]}: lidar-point IoU per class (no ground truth: bar absent)")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # beside the bars, not over them
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)
 
 
+def _method_colours(plt, methods) -> dict:
+    # Ablation runs add rows: the default 10-colour cycle would repeat colours past ten methods.
+    cmap = plt.get_cmap("tab10" if len(methods) <= 10 else "tab20")
+    return {m: cmap(k % cmap.N) for k, m in enumerate(methods)}
+
+
 def per_frame_lines(result: dict, path: Path) -> None:
     plt = _plt()
-    fig, axes = plt.subplots(1, 2, figsize=(13, 4))
-    for m, entry in result["methods"].items():
-        if "ONNX" in m:
-            continue
+    fig, axes = plt.subplots(1, 2, figsize=(16, 4))
+    methods = [m for m in result["methods"] if "ONNX" not in m]
+    colours = _method_colours(plt, methods)
+    for m in methods:
+        entry = result["methods"][m]
         frames = [r["frame"] for r in entry["per_frame"]]
-        axes[0].plot(frames, [r["points_miou"] for r in entry["per_frame"]], marker="o", label=m)
-        axes[1].plot(frames, [r["vehicle_iou"] or 0.0 for r in entry["per_frame"]], marker="o", label=m)
+        axes[0].plot(frames, [r["points_miou"] for r in entry["per_frame"]], marker="o", label=m, color=colours[m])
+        axes[1].plot(frames, [r["vehicle_iou"] or 0.0 for r in entry["per_frame"]], marker="o", label=m,
+                     color=colours[m])
     axes[0].set_title("point mIoU per frame along the drive")
     axes[1].set_title("vehicle point IoU per frame")
     for ax in axes:
         ax.set_xlabel("PandaSet frame (training frames end at 43)")
         ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=7)
+    axes[1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)

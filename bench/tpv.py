@@ -102,7 +102,7 @@ def main(argv=None) -> int:
                 rounds[v].append(median_latency_ms(lambda: model(*inputs), 3))
     result["tpv_vs_voxel"] = {}
     for v, model in variants.items():
-        mem = forward_peak_memory_mib(cfg, v, 4096)
+        mem = forward_peak_memory_mib(cfg, v, 4096, threads=args.threads)
         ms = float(np.median(rounds[v]))
         result["tpv_vs_voxel"][v] = {"representation_kib": representation_bytes(model) / 1024,
                                      "peak_forward_mib": round(mem, 1), "latency_ms": round(ms, 1)}

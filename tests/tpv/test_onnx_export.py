@@ -69,3 +69,23 @@ def test_five_cameras_of_a_random_rig_agree_with_torch(exported):
         ref_vox, ref_pts = model(torch.from_numpy(x), torch.from_numpy(ego2img), torch.from_numpy(points)[None])
     np.testing.assert_allclose(out["voxel_logits"], ref_vox.numpy(), atol=1e-4)
     np.testing.assert_allclose(out["point_logits"], ref_pts.numpy(), atol=1e-4)
+
+
+def test_export_command_uses_the_threads_it_is_given(tmp_path):
+    """``python -m fovea_core.tpv.export --threads N`` runs with N torch threads (no hard-coded count)."""
+    from fovea_core.tpv.export import main
+    from fovea_core.tpv.train import save_checkpoint
+
+    torch.manual_seed(0)
+    save_checkpoint(build_model(TINY).eval(), tmp_path / "tiny.pt", {})
+    before = torch.get_num_threads()
+    wanted = 3 if before != 3 else 2
+    try:
+        assert main(["--checkpoint", str(tmp_path / "tiny.pt"), "--out", str(tmp_path / "tiny.onnx"),
+                     "--threads", str(wanted)]) == 0
+        assert torch.get_num_threads() == wanted
+        assert (tmp_path / "tiny.onnx").is_file() and (tmp_path / "tiny.onnx.sha256").is_file()
+    finally:
+        torch.set_num_threads(before)
+    with pytest.raises(SystemExit):
+        main(["--checkpoint", str(tmp_path / "tiny.pt"), "--threads", "0"])

@@ -62,7 +62,8 @@ def ablation(frames: list[Frame], checkpoints: dict[str, Path]) -> dict:
                         "representation_kib": representation_bytes(model) / 1024,
                         "feature_dim": model.dim,
                         "parameters": sum(p.numel() for p in model.parameters()),
-                        "peak_forward_mib": round(forward_peak_memory_mib(model.cfg, variant), 1),
+                        "peak_forward_mib": round(forward_peak_memory_mib(model.cfg, variant,
+                                                                             threads=torch.get_num_threads()), 1),
                         "latency_ms": round(torch_latency_ms(model, (images, ego2img, pts), repeats=3), 1),
                         "train_iterations": info.get("iterations"), "train_seconds": info.get("seconds")}
     return out

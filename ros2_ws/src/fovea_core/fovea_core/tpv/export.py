@@ -47,8 +47,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Export a TPVFormer checkpoint to ONNX.")
     parser.add_argument("--checkpoint", type=Path, default=Path("models/tpv/tpv_cpu.pt"))
     parser.add_argument("--out", type=Path, default=Path("models/tpv/tpv_cpu.onnx"))
+    parser.add_argument("--threads", type=int, default=1, help="torch threads for the export and its check")
     args = parser.parse_args(argv)
-    torch.set_num_threads(1)
+    if args.threads < 1:
+        parser.error("--threads must be >= 1")
+    torch.set_num_threads(args.threads)
     model, _ = load_checkpoint(args.checkpoint)
     diff = export(model, args.out)
     print(f"wrote {args.out}; max |onnxruntime - torch| per output: {diff}")

@@ -35,7 +35,7 @@ def representation_bytes(model) -> int:
 
 _CHILD = r"""
 import json, sys, torch
-torch.set_num_threads(1)
+torch.set_num_threads(int(sys.argv[4]))
 from fovea_core.tpv.config import TPVConfig
 from fovea_core.tpv.model import TPVFormer
 cfg = TPVConfig.from_dict(json.loads(sys.argv[1]))
@@ -62,11 +62,12 @@ print(json.dumps({"peak_forward_mib": (status_kib("VmHWM") - before) / 1024.0}))
 """
 
 
-def forward_peak_memory_mib(cfg, variant: str, num_points: int = 4096) -> float:
+def forward_peak_memory_mib(cfg, variant: str, num_points: int = 4096, threads: int = 1) -> float:
+    """Peak memory of one forward pass with ``threads`` torch threads in the child (the caller's setting)."""
     # Large blocks straight from mmap and returned on free, so the resident set follows what is live
     # (otherwise glibc keeps freed arenas and the high-water mark depends on allocation history).
     env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536", "MALLOC_TRIM_THRESHOLD_": "0"}
-    out = subprocess.run([sys.executable, "-c", _CHILD, cfg.to_json(), variant, str(num_points)],
+    out = subprocess.run([sys.executable, "-c", _CHILD, cfg.to_json(), variant, str(num_points), str(threads)],
                          capture_output=True, text=True, check=True, env=env)
     return float(json.loads(out.stdout.strip().splitlines()[-1])["peak_forward_mib"])
 

@@ -36,7 +36,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from fovea_core.events.anomaly.bundle import export_onnx_models, load_models, set_threads
+from fovea_core.events.anomaly.bundle import export_onnx_models, load_models
+from fovea_core.threads import set_process_threads
 from fovea_core.events.anomaly.detector import StreamAnomalyDetector
 from fovea_core.events.anomaly.evaluate import davis_normals
 from fovea_core.events.anomaly.features import StepExtractor, classical_distribution, ncc_per_offset
@@ -64,7 +65,7 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", type=Path, default=Path("bench/results"))
     args = ap.parse_args(argv)
-    set_threads(args.threads)
+    set_process_threads(args.threads)
     models = load_models(args.model)
     cfg = models.meta.feature_config()
     clip = davis_normals()[0]

@@ -50,7 +50,7 @@ from fovea_core.registration.icp import IcpConfig
 from fovea_core.registration.pipeline import Registration, RegistrationConfig
 from fovea_core.registration.rigid import apply_transform, make_transform, rotation_error_deg, translation_error
 from fovea_core.registration.sequence import gps_positions, load_sweeps
-from fovea_core.registration.threads import limited_threads
+from fovea_core.threads import limited_threads
 
 SEGMENTS_M = (2.0, 4.0, 6.0, 8.0)
 GAPS = (1, 5, 10, 20, 40)

@@ -170,10 +170,10 @@ def test_calibration_fits_references_thresholds_and_a_sites_temperature(models, 
     assert own.meta.calibration == "the test sequence" and site.meta.calibration == "flatter"
 
 
-def test_set_threads_limits_torch_and_numpys_blas_pool():
+def test_set_process_threads_limits_torch_and_numpys_blas_pool():
     from threadpoolctl import threadpool_info, threadpool_limits
 
-    from fovea_core.events.anomaly.bundle import set_threads
+    from fovea_core.threads import set_process_threads
 
     def blas_threads():
         return {lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"}
@@ -181,7 +181,7 @@ def test_set_threads_limits_torch_and_numpys_blas_pool():
     before_torch, before_blas = torch.get_num_threads(), threadpool_info()
     try:
         for n in (2, 1):
-            set_threads(n)
+            set_process_threads(n)
             assert torch.get_num_threads() == n and blas_threads() == {n}
     finally:
         torch.set_num_threads(before_torch)

@@ -16,7 +16,7 @@ from .compatibility import compatibility_top_k, spatial_compatibility_rows
 from .features import SELECTIONS, Correspondences, DescribedCloud, describe, match_clouds, to_open3d
 from .model_io import DEFAULT_ITERATIONS, DEFAULT_MODEL_DIR, load_scorer, normalize_correspondences
 from .rigid import apply_transform
-from .threads import limited_threads
+from fovea_core.threads import limited_threads
 from .voting import VotingConfig, VotingResult, vote_and_fit
 
 METHODS = ("vbreg", "sc2", "ransac")

@@ -26,7 +26,8 @@ from fovea_msgs.msg import StreamAnomaly
 from sensor_msgs.msg import Image
 from std_msgs.msg import Header
 
-from fovea_core.events.anomaly.bundle import load_models, set_threads
+from fovea_core.events.anomaly.bundle import load_models
+from fovea_core.threads import set_process_threads
 from fovea_core.events.anomaly.detector import StreamAnomalyDetector
 from fovea_core.events.anomaly.streams import intensity_u8
 from fovea_core.events.arrays import concat_events
@@ -65,7 +66,7 @@ class EventAnomalyNode(FoveaNode):
     )
 
     def configure(self) -> None:
-        set_threads(self.params.threads)
+        set_process_threads(self.params.threads)
         self.models = load_models(resolve_data_path(self.params.model_path), "model_path")
         if self.params.method not in self.models.meta.thresholds:
             raise ParameterError(f"parameter 'method': the model file has no threshold for '{self.params.method}'")

@@ -48,7 +48,7 @@ from visualization_msgs.msg import Marker, MarkerArray
 
 from fovea_core.occflow.config import CLASS_NAMES
 from fovea_core.occflow.history import SweepHistory, move_points
-from fovea_core.registration.threads import limited_threads
+from fovea_core.threads import limited_threads
 from fovea_core.paths import resolve_data_path
 from fovea_ros.conversions import drop_non_finite_xyz, pointcloud2_to_array
 from fovea_ros.node_base import FoveaNode, run_node, stamp_to_ns

@@ -16,16 +16,6 @@ from fovea_core.events.anomaly.ar_model import CausalTransformerAR
 from fovea_core.events.anomaly.features import FeatureConfig
 from fovea_core.events.anomaly.sync_net import SyncNet
 
-def set_threads(threads: int) -> None:
-    """torch's pool and numpy's BLAS pool (the frame-patch sums of the features) at ``threads`` for the
-    process. OpenBLAS otherwise sizes its pool by the cores: on a loaded 2-core machine its waiting threads
-    made the four small products of one DAVIS346 frame step cost 65 ms instead of 5 (bench/event_anomaly.py)."""
-    from threadpoolctl import threadpool_limits
-
-    torch.set_num_threads(int(threads))
-    threadpool_limits(limits=int(threads), user_api="blas")
-
-
 EXTRACTORS = ("rule", "classical", "learned")  # frame + event streams
 EVENTS_ONLY = "events"
 # the AR score alone (AVAD's), without the reference term: calibrated too, for the evaluation's ablation

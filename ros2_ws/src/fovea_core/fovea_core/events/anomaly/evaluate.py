@@ -34,7 +34,8 @@ from pathlib import Path
 import numpy as np
 
 from fovea_core.events.anomaly import faults as F
-from fovea_core.events.anomaly.bundle import AnomalyModels, load_models, set_threads
+from fovea_core.events.anomaly.bundle import AnomalyModels, load_models
+from fovea_core.threads import set_process_threads
 from fovea_core.events.anomaly.calibration import site_calibrated, window_scores
 from fovea_core.events.anomaly.data import DEFAULT_CACHE, TEST_SEEDS, SequenceFeatures, sequence_features, \
     simulated_streams
@@ -333,7 +334,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     from fovea_core.paths import resolve_data_path
-    set_threads(args.threads)
+    set_process_threads(args.threads)
     models = load_models(resolve_data_path(args.model), "--model")
     args.out.mkdir(parents=True, exist_ok=True)
     log = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731

@@ -26,12 +26,13 @@ import torch
 
 from fovea_core.events.anomaly.ar_model import ar_loss
 from fovea_core.events.anomaly.bundle import (AnomalyMeta, AnomalyModels, build_models, export_onnx_models,
-                                              load_models, save_models, set_threads)
+                                              load_models, save_models)
 from fovea_core.events.anomaly.calibration import calibrate, record_normal_entropy
 from fovea_core.events.anomaly.data import (CALIBRATION_SEEDS, DEFAULT_CACHE, TRAIN_SEEDS, SequenceFeatures,
                                             cached_features, frame_distributions, simulated_streams)
 from fovea_core.events.anomaly.scoring import kl_sequence
 from fovea_core.events.anomaly.sync_net import SyncNet, contrastive_loss
+from fovea_core.threads import set_process_threads
 from fovea_core.training import Budget, ProgressLR, RunContext, TrainTask, cosine_factor, train_main
 
 
@@ -177,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
         pre.add_argument("--out", type=Path, default=Path("models/anomaly/anomaly.pt"))
         pre.add_argument("--threads", type=int, default=1)
         known, _ = pre.parse_known_args(argv)
-        set_threads(known.threads)
+        set_process_threads(known.threads)
         return recalibrate(known, train_seeds, calib_seeds)
 
     if known.stage in ("all", "sync"):

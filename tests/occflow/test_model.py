@@ -83,6 +83,27 @@ def test_decoder_and_encoder_onnx_match_pytorch(tmp_path):
         assert np.abs(flow - ref_flow.numpy()).max() < 1e-4
 
 
+def test_clamped_sample_points_read_the_edge_cell_with_both_neighbours_inside():
+    """Points past the edge are clamped to just inside the last cell centre: the value is the edge cell's
+    (border padding) and both bilinear neighbours stay in the map (ONNX Runtime's fast GridSample path)."""
+    from fovea_core.occflow.config import cpu_config
+    from fovea_core.occflow.model import ImplicitDecoder
+
+    big = cpu_config().replace(x_range=(-80.0, 80.0), y_range=(-80.0, 80.0))
+    for cfg in (CFG, cpu_config(), big, CFG.replace(x_range=(-8.0, 24.0))):
+        bound = ImplicitDecoder(cfg).inner[:, 0]
+        for value, cells in zip(bound, (cfg.nx // 4, cfg.ny // 4)):
+            pixel = ((value + 1.0) * cells - 1.0) / 2.0           # grid_sample's align_corners=False mapping
+            assert cells - 1.001 < pixel < cells - 1, (cfg.nx, cfg.ny, float(pixel))
+    maps = torch.randn(1, 3, CFG.ny // 4, CFG.nx // 4, generator=torch.Generator().manual_seed(0))
+    bound = ImplicitDecoder(CFG).inner[:, 0]
+    corner = torch.stack([bound, bound]).reshape(1, 1, 2, 2) * torch.tensor([1.0, -1.0]).reshape(1, 1, 2, 1)
+    read = torch.nn.functional.grid_sample(maps, corner, align_corners=False)[0, :, 0]      # (3, 2)
+    step = (maps[..., -1, -1] - maps[..., -2, -2]).abs().max() + (maps[..., 0, 0] - maps[..., 1, 1]).abs().max()
+    assert torch.allclose(read[:, 0], maps[0, :, -1, -1], atol=float(2e-3 * step))        # top-right edge cell
+    assert torch.allclose(read[:, 1], maps[0, :, 0, 0], atol=float(2e-3 * step))          # bottom-left
+
+
 def test_simulated_scene_has_agents_on_the_map_seen_by_the_lidar():
     from fovea_core.occflow import data
     from fovea_core.occflow.agents import rasterise

@@ -5,7 +5,7 @@ config JSON in its metadata (key ``occflow_config``):
 - ``<stem>_decoder.onnx``: (maps, queries (1, Q, 3)) -> occupancy logits (1, Q, C), reverse flow
   (1, Q, C, 2); Q is dynamic, so one engine serves any batch of queries.
 
-    python -m fovea_core.occflow.export --checkpoint models/occflow/implicito.pt
+    python -m fovea_core.occflow.export --checkpoint models/occflow/implicito.pt [--threads 1]
 """
 from __future__ import annotations
 
@@ -64,8 +64,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Export an ImplicitO checkpoint to ONNX (encoder + decoder).")
     parser.add_argument("--checkpoint", type=Path, default=Path("models/occflow/implicito.pt"))
     parser.add_argument("--out", type=Path, default=None, help="file stem (default: beside the checkpoint)")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads for the export and its check")
     args = parser.parse_args(argv)
-    torch.set_num_threads(1)
+    if args.threads < 1:
+        parser.error(f"--threads must be >= 1, got {args.threads}")
+    torch.set_num_threads(args.threads)
     model, _ = load_model(args.checkpoint, "--checkpoint")
     stem = args.out or args.checkpoint.with_suffix("")
     diff = export(model, stem)

@@ -10,12 +10,13 @@ Choices the paper leaves open (ours; also in models/occflow/MODEL_CARD.md):
   ``time_octaves`` (t) and ``position_octaves`` (x, y) octaves.
 - Decoder (``ImplicitDecoder``, sized for a CPU: its cost per query is what the method is about): Z is
   projected once per sweep into a query map (``decoder_dim``) and a sample map (``sample_dim``). Per query:
-  the query map bilinearly sampled at (x, y) + the embedding, ReLU = h; one linear layer on h -> K offsets
-  (tanh-bounded to ``max_offset`` metres, so a query reaches ~40 m, e.g. up a lane), the attention query
-  and the keys' offset weights; the sample map at the query point and its K offset points in one
-  GridSample (ONNX/TensorRT run it without plugins); multi-head cross-attention of the query over those
-  K + 1 samples (keys = values = the samples, keys also scored by their offset); MLP on [h, attended] ->
-  per class an occupancy logit and reverse flow (dx, dy) in metres over ``flow_dt``.
+  both maps bilinearly sampled at (x, y) in one GridSample; the query map's part + the embedding, ReLU = h;
+  one linear layer on h -> K offsets (tanh-bounded to ``max_offset`` metres, so a query reaches ~40 m, e.g.
+  up a lane), the attention query and the keys' offset weights; the sample map at the K offset points in
+  a second GridSample (ONNX/TensorRT run it without plugins); multi-head cross-attention of the query over
+  the K + 1 samples, the query point's and the offsets' (keys = values = the samples, keys also scored by
+  their offset); MLP on [h, attended] -> per class an occupancy logit and reverse flow (dx, dy) in metres
+  over ``flow_dt``.
 - Dense baseline (Occupancy-Flow-Fields style): Z upsampled x2 twice with convs to the full grid, a 1x1
   conv -> every time slice (t = 0 and each waypoint) x classes x (occupancy, dx, dy).
 """
@@ -29,6 +30,8 @@ from torch import nn
 
 from .config import OccFlowConfig
 from .vector_map import MAP_CHANNELS
+
+EDGE_MARGIN = 5e-4   # cells; see ImplicitDecoder.inner
 
 
 def _norm(ch: int) -> nn.GroupNorm:
@@ -78,14 +81,14 @@ class ImplicitDecoder(nn.Module):
 
     Channel-first inside, (B, channels, Q), so every pointwise layer is one GEMM over all queries and every
     elementwise op runs over long contiguous rows. Per query:
-      1. the query map (first ``decoder_dim`` channels) bilinearly sampled at (x, y), plus one linear layer
-         on the query's features [x, y, t, sin/cos of t (and of x, y) at a few octaves] (the fused time and
-         position embedding), ReLU: h;
+      1. both maps bilinearly sampled at (x, y) in one ``grid_sample``; the query map's part (first
+         ``decoder_dim`` channels) plus one linear layer on the query's features [x, y, t, sin/cos of t
+         (and of x, y) at a few octaves] (the fused time and position embedding), ReLU: h;
       2. one linear layer on h gives, at once, the K offsets (tanh-bounded to ``max_offset`` metres), the
          attention query a and per head a 2-vector u (the key's offset embedding, below);
-      3. the sample map (last ``sample_dim`` channels) at the query point and its K offset points, in one
-         ``grid_sample`` call: (B, sample_dim, K + 1, Q). The sampled vectors are the keys and the values;
-         heads split the channels;
+      3. the sample map (last ``sample_dim`` channels) at the K offset points in a second ``grid_sample``,
+         after its value at the query point from step 1: (B, sample_dim, K + 1, Q). The sampled vectors are
+         the keys and the values; heads split the channels;
       4. logits = a . s_k + u . o_k (o_k the k-th offset, 0 for the query point itself; the usual
          1/sqrt(dh) is learned into a, initialised with it); softmax over the K + 1 samples;
          attended = sum_k w_k s_k;
@@ -93,8 +96,12 @@ class ImplicitDecoder(nn.Module):
     The paper's "linear layer on [Z(q), embedding(q)]" is split into a projection of Z done once per sweep
     (bilinear sampling commutes with a 1x1 projection) and the embedding's linear layer done per query; the
     same holds for the keys' and values' projections, so per query only sampling and small GEMMs remain.
-    Sample points are clamped to the grid's outer cell centres: ONNX Runtime's GridSample is several times
-    slower on points outside the input, and a clamped point reads the edge cell (= border padding)."""
+    Sample points are clamped to just inside the grid's outer cell centres: ONNX Runtime's GridSample is
+    several times slower on points outside the input or on its last cell centre, and a clamped point reads
+    the edge cell (= border padding, which ONNX Runtime runs ~7x slower than this clamp).
+    The query normalisation is a 1x1 conv with a fixed diagonal weight, not a broadcast multiply-add:
+    ONNX Runtime moved the multiply-add past the input's transpose onto the (B, Q, 3) layout, where
+    broadcasting over a last axis of 3 cost ~1.3 ms per 10k queries (the conv: ~0.1 ms)."""
 
     def __init__(self, cfg: OccFlowConfig) -> None:
         super().__init__()
@@ -113,12 +120,16 @@ class ImplicitDecoder(nn.Module):
         # (x, y, t) -> [-1, 1]: x, y over the grid (grid_sample's convention), t over the horizon
         lo = torch.tensor([cfg.x_range[0], cfg.y_range[0], 0.0])[:, None]
         span = torch.tensor([cfg.x_range[1] - cfg.x_range[0], cfg.y_range[1] - cfg.y_range[0], cfg.horizon])[:, None]
-        self.register_buffer("q_scale", 2.0 / span, persistent=False)
-        self.register_buffer("q_shift", -2.0 * lo / span - 1.0, persistent=False)
+        # as a 1x1 conv (weight (3, 3, 1) diagonal, bias (3,)); why a conv: see the class docstring
+        self.register_buffer("q_scale", torch.diag(2.0 / span[:, 0])[:, :, None], persistent=False)
+        self.register_buffer("q_shift", (-2.0 * lo / span - 1.0)[:, 0], persistent=False)
         self.register_buffer("reach", 2 * cfg.max_offset / span[:2], persistent=False)   # offset 1 -> [-1, 1] units
-        # The outer cell centres of the decoder maps (1/4 of the grid), in grid_sample's [-1, 1].
-        self.register_buffer("inner", 1.0 - 4.0 / torch.tensor([[cfg.nx], [cfg.ny]], dtype=torch.float32),
-                             persistent=False)
+        # The outer cell centres of the decoder maps (1/4 of the grid), in grid_sample's [-1, 1], moved
+        # EDGE_MARGIN cells inwards: a point exactly on the last centre has its far bilinear neighbour
+        # outside the map, which sends ONNX Runtime's GridSample down its bounds-checked path (~3-4x slower
+        # per point); the margin changes a sampled value by EDGE_MARGIN of the difference to the next cell.
+        cells = torch.tensor([[cfg.nx], [cfg.ny]], dtype=torch.float32) / 4.0
+        self.register_buffer("inner", 1.0 - (1.0 + 2.0 * EDGE_MARGIN) / cells, persistent=False)
         with torch.no_grad():   # start with the offsets on a circle of ~4 m around the query (then learned)
             self.mix.weight[:2 * k].mul_(0.1)
             self.mix.weight[2 * k:2 * k + s].mul_(1.0 / math.sqrt(s // heads))
@@ -131,20 +142,24 @@ class ImplicitDecoder(nn.Module):
         d, s, k, heads = cfg.decoder_dim, cfg.sample_dim, cfg.offsets, cfg.heads
         dh = s // heads
         B, Q = queries.shape[:2]
-        q = queries.transpose(1, 2) * self.q_scale + self.q_shift                      # (B, 3, Q) in [-1, 1]
+        q = F.conv1d(queries.transpose(1, 2), self.q_scale, self.q_shift)                # (B, 3, Q) in [-1, 1]
         xy, t = q[:, :2], q[:, 2:]
         features = [q, torch.sin(self.time_freqs * t), torch.cos(self.time_freqs * t)]
         if cfg.position_octaves:
             px, py = self.position_freqs * xy[:, :1], self.position_freqs * xy[:, 1:]
             features += [torch.sin(px), torch.cos(px), torch.sin(py), torch.cos(py)]
         inside = torch.minimum(torch.maximum(xy, -self.inner), self.inner)
-        centre = F.grid_sample(maps[:, :d], inside.transpose(1, 2)[:, None], align_corners=False)[:, :, 0]
-        h = torch.relu(centre + self.embed(torch.cat(features, 1)))                    # (B, d, Q)
+        # both maps at the query point in one lookup: the query map's part makes h, the sample map's part is
+        # the first of the K + 1 attended samples
+        centre = F.grid_sample(maps, inside.transpose(1, 2)[:, None], align_corners=False)    # (B, d + s, 1, Q)
+        h = torch.relu(centre[:, :d, 0] + self.embed(torch.cat(features, 1)))         # (B, d, Q)
         m = self.mix(h)                                                                # (B, 2K + s + 2H, Q)
-        # offset 0 (the query point itself) first, then the K learned ones (x max_offset metres)
-        offsets = torch.cat([torch.zeros_like(m[:, :2]), torch.tanh(m[:, :2 * k])], 1).reshape(B, k + 1, 2, Q)
-        points = torch.minimum(torch.maximum(xy[:, None] + offsets * self.reach, -self.inner), self.inner)
-        sampled = F.grid_sample(maps[:, d:], points.transpose(2, 3), align_corners=False)   # (B, s, K + 1, Q)
+        moved = torch.tanh(m[:, :2 * k]).reshape(B, k, 2, Q)                            # x max_offset metres
+        points = torch.minimum(torch.maximum(xy[:, None] + moved * self.reach, -self.inner), self.inner)
+        sampled = torch.cat([centre[:, d:], F.grid_sample(maps[:, d:], points.transpose(2, 3), align_corners=False)],
+                            2)                                                         # (B, s, K + 1, Q)
+        # offset 0 (the query point itself) first, then the K learned ones
+        offsets = torch.cat([torch.zeros_like(moved[:, :1]), moved], 1)                # (B, K + 1, 2, Q)
         sampled = sampled.reshape(B, heads, dh, k + 1, Q)
         a = m[:, 2 * k:2 * k + s].reshape(B, heads, dh, 1, Q)        # the 1/sqrt(dh) scale is learned into mix
         u = m[:, 2 * k + s:].reshape(B, heads, 1, 2, Q)

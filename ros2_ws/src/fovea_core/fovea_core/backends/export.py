@@ -117,6 +117,7 @@ def export_onnx(
     dynamic_axes: Mapping[str, Mapping[int, str] | Sequence[int]] | None = None,
     opset: int = 17,
     exporter: str = "torchscript",
+    threads: int | None = None,
 ) -> ExportReport:
     """Export ``model`` to ONNX at ``path`` and check it.
 
@@ -124,6 +125,8 @@ def export_onnx(
     ``dynamic_axes``: as ``torch.onnx.export`` takes it, e.g. ``{"points": {0: "n"}}``.
     Raises when the ONNX checker fails; the numeric comparison is reported, not judged (callers and the
     CLI decide their tolerance), in ``report.max_abs_diff`` (output name -> max |ORT - torch|).
+    ``threads``: ONNX Runtime's intra-op threads for that check; default: the count torch runs with, which
+    the exporting command set from its ``--threads``.
     """
     import onnx
     import torch
@@ -147,8 +150,7 @@ def export_onnx(
         _run_exporter(model, args, path, input_names, output_names, dynamic_axes, opset, exporter)
     onnx.checker.check_model(os.fspath(path))  # the path form also handles files over 2 GB
 
-    # One thread: the comparison is tiny, and robots/CI share their cores.
-    runtime = OnnxRuntimeBackend(path, device="cpu", intra_op_threads=1)
+    runtime = OnnxRuntimeBackend(path, device="cpu", intra_op_threads=threads or torch.get_num_threads())
     feed = {n: t.detach().cpu().numpy() for n, t in sample_inputs.items()}
     got = runtime.run(feed)
     diffs, shapes = {}, {}

@@ -28,13 +28,17 @@ def cloud(sec, n=70_000, seed=0, nan_points=0):
 @pytest.fixture
 def voxel_node(peer, start_python):
     outputs, diagnostics = [], []
-    peer.node.create_subscription(PointCloud2, "/lidar/points_filtered", outputs.append, qos_profile_sensor_data)
+    filtered = peer.node.create_subscription(PointCloud2, "/lidar/points_filtered", outputs.append,
+                                             qos_profile_sensor_data)
     peer.node.create_subscription(DiagnosticArray, "/diagnostics", diagnostics.append, 10)
     pub = peer.node.create_publisher(PointCloud2, "/lidar/points", qos_profile_sensor_data)
-    proc = start_python("-m", "fovea_ros.nodes.voxel_filter_node", "--ros-args", "-p", "diagnostics_period:=0.2")
+    # queue_size 10: these tests are about stamps, fields and drop reasons, not throughput; with the default
+    # latest-wins queue of 1 a loaded CI machine superseded 3 of 5 clouds once
+    proc = start_python("-m", "fovea_ros.nodes.voxel_filter_node", "--ros-args", "-p", "diagnostics_period:=0.2",
+                        "-p", "queue_size:=10")
     peer.wait_for_subscribers(pub)
-    assert peer.wait_for(lambda: peer.node.count_publishers("/lidar/points_filtered") >= 1, 15)
-    time.sleep(0.5)
+    assert peer.wait_for(lambda: filtered.get_publisher_count() >= 1, 15)  # matched, not only discovered
+    time.sleep(1.0)  # the node's reader matches our writer on its own schedule
     return pub, outputs, diagnostics, proc
 
 

@@ -59,11 +59,18 @@ class OccFlowConfig:
     # ---- derived ---------------------------------------------------------------------------------
     @property
     def nx(self) -> int:
-        return int(round((self.x_range[1] - self.x_range[0]) / self.resolution))
+        return self.grid.nx
 
     @property
     def ny(self) -> int:
-        return int(round((self.y_range[1] - self.y_range[0]) / self.resolution))
+        return self.grid.ny
+
+    @property
+    def grid(self):
+        """The BEV grid these ranges and this resolution make (``fovea_core.occflow.grid.BevGrid``)."""
+        from fovea_core.occflow.grid import BevGrid  # grid.py imports this module
+
+        return BevGrid.of(self)
 
     @property
     def lidar_channels(self) -> int:

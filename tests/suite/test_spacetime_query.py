@@ -34,6 +34,20 @@ class FlowServer:
         return response
 
 
+def replay_until_answered(peer, services, service, bag, options, t, source):
+    """Wait for ``source``'s QueryPoints ``service``, replay ``bag`` into it, then ask one point at ``t`` until
+    the node has something to answer from."""
+    client = peer.node.create_client(QueryPoints, service)
+    assert client.wait_for_service(timeout_sec=90), f"{source} never offered its service"
+    with BagPlayer(bag, options) as player:
+        player.play()
+
+    def ready():
+        reply = services.call(QueryPoints, service, QueryPoints.Request(x=[5.0], y=[0.0], z=[0.0], t=[t]), timeout=10)
+        return reply.success
+    assert peer.wait_for(ready, 60), f"{source} has nothing to answer from after the replay"
+
+
 def publish_health(pub, flow_level, reason=""):
     msg = HealthArray()
     msg.entries = [Health(name="tpv_occupancy", kind="output", topic="/tpv/occupancy", level=Health.OK),
@@ -47,16 +61,8 @@ def test_one_query_routes_past_to_semantic_and_future_to_flow_with_validity_and_
     health = peer.node.create_publisher(HealthArray, "/fovea/health", health_qos())
     start_python("-m", "fovea_ros.nodes.tpv_occupancy_node", "--ros-args", "-p", "diagnostics_period:=0.5")
     start_python("-m", "fovea_ros.nodes.spacetime_query_node", "--ros-args", "-p", "call_timeout_s:=20.0")
-    tpv = peer.node.create_client(QueryPoints, "/tpv/query_points")
-    assert tpv.wait_for_service(timeout_sec=90), "the TPV node never offered its service"
-    with BagPlayer(BAG, ReplayOptions(wait_for_subscribers=1, wait_timeout_s=30.0)) as player:
-        player.play()
-
-    def tpv_ready():
-        reply = services.call(QueryPoints, "/tpv/query_points",
-                              QueryPoints.Request(x=[5.0], y=[0.0], z=[0.0], t=[0.0]), timeout=10)
-        return reply.success
-    assert peer.wait_for(tpv_ready, 60), "the TPV node has no occupancy after the replay"
+    replay_until_answered(peer, services, "/tpv/query_points", BAG,
+                          ReplayOptions(wait_for_subscribers=1, wait_timeout_s=30.0), t=0.0, source="the TPV node")
     publish_health(health, Health.OK)
 
     # in base_link: a road point now, one 0.2 s ago, far out of range now, two in the future, one past the
@@ -120,17 +126,9 @@ def test_future_points_are_answered_by_the_real_occupancy_flow_node(peer, start_
     start_python("-m", "fovea_ros.nodes.occupancy_flow_node", "--ros-args", "-p", "diagnostics_period:=0.5",
                  "-p", "map_file:=bags/av2_7fab2350/map.json", "-p", "tf_timeout:=2.0")
     start_python("-m", "fovea_ros.nodes.spacetime_query_node", "--ros-args", "-p", "call_timeout_s:=20.0")
-    flow = peer.node.create_client(QueryPoints, "/occupancy_flow/query_points")
-    assert flow.wait_for_service(timeout_sec=90), "the occupancy-flow node never offered its service"
-    with BagPlayer(AV2_BAG, ReplayOptions(wait_for_subscribers=1, wait_timeout_s=30.0,
-                                          wait_for_nodes=["occupancy_flow"])) as player:
-        player.play()
-
-    def flow_ready():
-        reply = services.call(QueryPoints, "/occupancy_flow/query_points",
-                              QueryPoints.Request(x=[5.0], y=[0.0], z=[0.0], t=[1.0]), timeout=10)
-        return reply.success
-    assert peer.wait_for(flow_ready, 60), "the occupancy-flow node has no sweep after the replay"
+    replay_until_answered(peer, services, "/occupancy_flow/query_points", AV2_BAG,
+                          ReplayOptions(wait_for_subscribers=1, wait_timeout_s=30.0, wait_for_nodes=["occupancy_flow"]),
+                          t=1.0, source="the occupancy-flow node")
 
     x, y, t = [10.0, 12.0, 15.0, 500.0, 5.0], [0.0, -3.0, 2.0, 0.0, 0.0], [1.0, 2.0, 3.0, 1.0, 0.0]
     request = QuerySpaceTime.Request(x=x, y=y, z=[0.0] * 5, t=t)

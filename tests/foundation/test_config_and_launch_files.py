@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from fovea_ros.graph import load_graph, node_executables
+from fovea_ros.graph import NodeSpec, launch_parameters, load_graph, node_executables
 from fovea_ros.node_base import COMMON_PARAMETERS
 from fovea_ros.parameters import flatten_parameters, load_node_config
 
@@ -37,8 +37,9 @@ def test_launch_files_start_fovea_nodes_as_managed_nodes(path):
         if f'executable="{executable}"' in text:
             call = text[:text.index(f'executable="{executable}"')].rsplit("(", 1)[0].split()[-1]
             assert call.endswith("LifecycleNode"), f"{path.name} starts {executable} with {call}, not LifecycleNode"
-    if "spec.executable" in text:  # the graph launch file
-        assert "LifecycleNode(package=\"fovea_ros\", executable=spec.executable" in text
+    if "graph_nodes" in text:  # the graph launch files: their nodes come from the shared helper
+        helper = (REPO / "ros2_ws/src/fovea_ros/fovea_ros/launch_graph.py").read_text()
+        assert "LifecycleNode(package=\"fovea_ros\", executable=spec.executable" in helper
 
 
 @pytest.mark.parametrize("path", sorted((REPO / "launch").glob("*.launch.py")), ids=lambda p: p.name)
@@ -60,3 +61,21 @@ def test_graph_files_name_known_executables():
             assert spec.executable in node_executables()
             if spec.config:
                 assert (REPO / "config" / spec.config).is_file()
+
+
+def test_launch_parameters_without_a_manager_let_each_node_start_itself(tmp_path):
+    (tmp_path / "tpv.yaml").write_text("tpv_occupancy:\n  ros__parameters: {}\n")
+    spec = NodeSpec("tpv_occupancy_node", config="tpv.yaml", parameters={"autostart": False, "threads": 2})
+    params = launch_parameters(spec, tmp_path, use_sim_time=True, autostart=True)
+    assert params == [str(tmp_path / "tpv.yaml"), {"autostart": False, "threads": 2, "use_sim_time": True}]
+    assert launch_parameters(NodeSpec("voxel_filter_node"), tmp_path, False, True) == [
+        {"autostart": True, "use_sim_time": False}]
+
+
+def test_launch_parameters_with_a_manager_leave_the_bring_up_to_it(tmp_path):
+    manager = NodeSpec("lifecycle_manager_node", parameters={"autostart_nodes": True, "node_names": ["a"]})
+    member = NodeSpec("voxel_filter_node", parameters={"autostart": True})
+    assert launch_parameters(manager, tmp_path, True, False, manager="lifecycle_manager_node") == [
+        {"autostart_nodes": False, "node_names": ["a"], "use_sim_time": True}]
+    assert launch_parameters(member, tmp_path, True, True, manager="lifecycle_manager_node") == [
+        {"autostart": False, "use_sim_time": True}]

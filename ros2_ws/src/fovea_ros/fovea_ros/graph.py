@@ -96,6 +96,24 @@ def load_graph(path: str | Path) -> list[NodeSpec]:
     return specs
 
 
+def launch_parameters(spec: NodeSpec, base: Path | None, use_sim_time: bool, autostart: bool,
+                      manager: str | None = None) -> list:
+    """The ``parameters`` list ``ros2 launch`` gives a node of the graph: its config file, then the overrides.
+
+    Without ``manager`` every node brings itself up (``autostart``). With ``manager`` (the executable of the
+    lifecycle manager in the graph) the manager gets ``autostart_nodes`` and every other node waits
+    unconfigured, so the manager brings them up in the graph's order."""
+    parameters: list = [spec.config_path(base)] if spec.config else []
+    if manager is None:
+        overrides = {"autostart": autostart, **spec.parameters}
+    elif spec.executable == manager:
+        overrides = {**spec.parameters, "autostart_nodes": autostart}
+    else:
+        overrides = {**spec.parameters, "autostart": False}
+    overrides["use_sim_time"] = use_sim_time
+    return parameters + [overrides]
+
+
 def write_overrides(spec: NodeSpec, folder: str) -> str | None:
     """Parameter overrides as a parameter file (``/**`` so it applies whatever the node's name)."""
     if not spec.parameters:

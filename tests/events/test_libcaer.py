@@ -64,7 +64,8 @@ def test_libcaer_cmp_hand_built_words():
                     (CMP_TIME_HIGH, 2), (CMP_TIME_LOW, 1), (CMP_ADDR_X, 12),
                     (CMP_ADDR_Y, 3), (CMP_VECT_12, 0xFFF),                     # VECT_12 ignored, as upstream
                     (CMP_ADDR_Y, 999))                                         # y >= height: skipped
-    ev = decode_libcaer_cmp(buf, 7_000, 346, 260)
+    ev, out_of_frame = decode_libcaer_cmp(buf, 7_000, 346, 260)
+    assert out_of_frame == 1
     assert list(ev["x"]) == [300, 300, 300, 300, 300, 12]
     assert list(ev["y"]) == [17, 40, 42, 47, 48, 3]
     assert list(ev["p"]) == [1, 0, 0, 0, 0, 0]
@@ -77,8 +78,8 @@ def test_libcaer_cmp_encodes_the_real_bag_losslessly():
     for packet in list(read_packets(BAG))[:40]:
         ev = decode_libcaer(packet.events, packet.time_base)
         payload, time_base = encode_libcaer_cmp(ev)
-        back = decode_libcaer_cmp(payload, time_base, packet.width, packet.height)
-        assert np.array_equal(back, ev)
+        back, out_of_frame = decode_libcaer_cmp(payload, time_base, packet.width, packet.height)
+        assert np.array_equal(back, ev) and out_of_frame == 0
         assert len(payload) < len(packet.events)  # it is a compression
 
 
@@ -102,3 +103,13 @@ def test_stream_decoder_bag_round_trip_for_both_libcaer_encodings(tmp_path):
 def test_unsupported_encoding_keeps_its_own_reason():
     out = PacketStreamDecoder().decode(RawPacket(b"\x00" * 16, "libcaer_v9", 346, 260))
     assert out.rejected == "unsupported encoding 'libcaer_v9'" and len(out.events) == 0
+
+
+def test_stream_decoder_counts_libcaer_cmp_events_outside_the_sensor():
+    # the compressed format skips such events (as libcaer does) instead of rejecting the packet: they are counted
+    from fovea_core.events.packets import PacketStreamDecoder, RawPacket
+    buf = cmp_words((CMP_ADDR_X, 10), (CMP_ADDR_Y, 5), (CMP_ADDR_Y, 300), (CMP_ADDR_X, 400), (CMP_ADDR_Y, 6))
+    decoder = PacketStreamDecoder()
+    out = decoder.decode(RawPacket(buf, "libcaer_cmp", 346, 260, 0, 1_000, False, 1_000, "cam"))
+    assert out.rejected is None and len(out.events) == 1
+    assert decoder.stats.out_of_frame_events == 2 and decoder.stats.events == 1

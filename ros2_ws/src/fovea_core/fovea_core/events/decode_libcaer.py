@@ -37,7 +37,7 @@ VECT_12      6     defined, not produced by the driver; the reference decoder ig
 event time [ns] = ``time_base`` + 1000 * ((TIME_HIGH << 12) | TIME_LOW); the time words reset to 0 at the start
 of every packet (a packet spans at most 2**24 us). The driver starts every packet with an ADDR_X, so this
 decoder keeps no column across packets (words before the first ADDR_X use column 0). Events outside
-width x height are skipped, as the reference decoder skips them.
+width x height are skipped, as the reference decoder skips them, and counted (the caller reports them).
 """
 from __future__ import annotations
 
@@ -86,8 +86,8 @@ def _forward_fill(mask: np.ndarray, values: np.ndarray) -> np.ndarray:
     return out
 
 
-def decode_libcaer_cmp(buf: bytes, time_base: int, width: int, height: int) -> np.ndarray:
-    """Events of one ``libcaer_cmp`` packet; events outside ``width`` x ``height`` are skipped."""
+def decode_libcaer_cmp(buf: bytes, time_base: int, width: int, height: int) -> tuple[np.ndarray, int]:
+    """(events of one ``libcaer_cmp`` packet, how many were skipped for lying outside ``width`` x ``height``)."""
     raw = np.frombuffer(buf, dtype="<u2", count=len(buf) // 2).astype(np.int64)
     codes, payload = raw >> 12, raw & 0xFFF
     is_high, is_low, is_x = codes == CMP_TIME_HIGH, codes == CMP_TIME_LOW, codes == CMP_ADDR_X
@@ -116,7 +116,7 @@ def decode_libcaer_cmp(buf: bytes, time_base: int, width: int, height: int) -> n
     events = np.empty(int(inside.sum()), dtype=EVENT_DTYPE)
     events["t"] = np.int64(time_base) + offset_us[word_idx[inside]] * NS_PER_US
     events["x"], events["y"], events["p"] = xs[inside], ys[inside], ps[inside]
-    return events
+    return events, int(len(inside) - len(events))
 
 
 def encode_libcaer_cmp(events: np.ndarray) -> tuple[bytes, int]:

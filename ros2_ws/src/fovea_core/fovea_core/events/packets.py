@@ -71,6 +71,7 @@ class StreamStats:
     triggers: int = 0
     lost_packets: int = 0  # seq gaps time leaves room for
     seq_jumps: int = 0  # seq gaps that are not losses (module docstring)
+    out_of_frame_events: int = 0  # libcaer_cmp events outside width x height, skipped as libcaer skips them
     restarts: Counter = field(default_factory=Counter)  # kind -> sensor restarts
     rejected: Counter = field(default_factory=Counter)
 
@@ -186,7 +187,9 @@ class PacketStreamDecoder:
         elif packet.encoding == "libcaer":
             events = decode_libcaer(bytes(packet.events), packet.time_base)
         elif packet.encoding == "libcaer_cmp":
-            events = decode_libcaer_cmp(bytes(packet.events), packet.time_base, packet.width, packet.height)
+            events, out_of_frame = decode_libcaer_cmp(bytes(packet.events), packet.time_base, packet.width,
+                                                      packet.height)
+            self.stats.out_of_frame_events += out_of_frame
         if reason is None and len(events) == 0 and len(triggers):
             pass  # a packet with only trigger edges is fine
         elif reason is None:

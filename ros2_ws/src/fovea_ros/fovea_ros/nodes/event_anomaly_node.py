@@ -133,6 +133,7 @@ class EventAnomalyNode(FoveaNode):
                            bool(msg.is_bigendian), stamp_to_ns(msg.header.stamp), msg.header.frame_id)
         out = self.decoder.decode(packet)
         self.set_diagnostic("lost_packets_seq", self.decoder.stats.lost_packets)
+        self.set_diagnostic("out_of_frame_events", self.decoder.stats.out_of_frame_events)
         if out.lost_before:
             self.drop("lost packets (seq gap)", f"{out.lost_before} before seq {out.seq}", n=out.lost_before)
         if out.rejected:

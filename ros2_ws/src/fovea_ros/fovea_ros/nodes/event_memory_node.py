@@ -130,6 +130,7 @@ class EventMemoryNode(FoveaNode):
         self.set_diagnostic("lost_packets_seq", stats.lost_packets)
         self.set_diagnostic("rejected_packets", sum(stats.rejected.values()))
         self.set_diagnostic("seq_jumps", stats.seq_jumps)
+        self.set_diagnostic("out_of_frame_events", stats.out_of_frame_events)
         self.set_diagnostic("sensor_restarts", sum(stats.restarts.values()))
         if out.restart:
             self.get_logger().warning(f"{topic}: sensor restart ({out.restart} at seq {out.seq}); windows and the "

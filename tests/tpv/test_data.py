@@ -58,3 +58,14 @@ def test_real_sample_reader():
     matched = [(int(points_in_box(frame.points, b).sum()), b["num_lidar_pts"]) for b in frame.boxes]
     agree = sum(abs(got - want) <= max(2, 0.2 * want) for got, want in matched)
     assert agree == len(matched)
+
+
+def test_frame_save_replaces_the_file_whole(tmp_path):
+    # written beside the target and renamed: a reader sees the old file or the new one, never a partial one
+    names, K, T = load_rig(image_size=(40, 24))
+    a = render.make_frame(7, names, K, T, (40, 24), GRID)
+    path = tmp_path / "f.npz"
+    a.save(path)
+    a.save(path)
+    assert [p.name for p in tmp_path.iterdir()] == ["f.npz"]
+    np.testing.assert_array_equal(Frame.load(path).images, a.images)

@@ -125,3 +125,27 @@ def test_torchrun_two_processes_train_tpv(tmp_path):
     assert info["world_size"] == 2 and info["iterations"] == 3
     assert np.isfinite(info["final_loss"])
     assert IGNORE == -1
+
+
+def test_evaluation_gives_each_model_frames_at_its_own_image_size():
+    # a model trained on larger images is scored on frames read at that size, not on up-scaled small images
+    from dataclasses import replace as with_changes
+
+    from fovea_core.tpv.frame import Frame
+    from fovea_core.tpv.model import build_model
+
+    cfg = tiny_config()
+    def frame_at(w, h):
+        return Frame(camera_names=["c"], images=np.zeros((1, h, w, 3), np.uint8), intrinsics=np.eye(3)[None],
+                     cam2ego=np.eye(4)[None], points=np.zeros((4, 3), np.float32),
+                     point_labels=np.full(4, ROAD, np.int64))
+    seen = {}
+    class Recorder(evaluate.TorchMethod):
+        def __call__(self, frame, points):
+            seen[self.model.cfg.image_width] = frame.image_size
+            return np.full(len(points), ROAD), None
+    large = build_model(with_changes(cfg, image_width=96, image_height=64))
+    methods = {"small": Recorder(build_model(cfg)), "large": Recorder(large)}
+    evaluate.score(methods, [frame_at(cfg.image_width, cfg.image_height)], [46], cfg, log=lambda *a, **k: None,
+                   frames_at=lambda w, h: [frame_at(w, h)])
+    assert seen == {cfg.image_width: (cfg.image_width, cfg.image_height), 96: (96, 64)}

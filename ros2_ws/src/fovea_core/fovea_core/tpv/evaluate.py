@@ -21,6 +21,7 @@ import argparse
 import json
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -44,6 +45,8 @@ MID_GREY = 128
 class TorchMethod:
     def __init__(self, model, grey: bool = False):
         self.model, self.grey = model, grey
+        # frames are given at the model's own image size (an up-scaled smaller image would handicap it)
+        self.image_size = (model.cfg.image_width, model.cfg.image_height) if model.cfg.use_images else None
 
     def __call__(self, frame: Frame, points: np.ndarray):
         if self.grey:
@@ -81,13 +84,17 @@ def majority_voxels(frames: list[Frame], num_classes: int) -> np.ndarray:
     return votes.argmax(0).reshape(frames[0].voxel_labels.shape)
 
 
-def score(methods: dict, frames: list[Frame], frame_ids, cfg, log=print) -> dict:
+def score(methods: dict, frames: list[Frame], frame_ids, cfg, log=print, frames_at=None) -> dict:
+    """``frames_at(width, height)``: the same frames with images at that size, for methods that state an
+    ``image_size`` other than the frames' own."""
     out = {}
     for name, method in methods.items():
+        size = getattr(method, "image_size", None)
+        method_frames = frames if size is None or size == frames[0].image_size else frames_at(*size)
         start = time.time()
         pts_acc, vox_acc = IoUAccumulator(cfg.num_classes), IoUAccumulator(cfg.num_classes)
         per_frame = []
-        for fid, frame in zip(frame_ids, frames):
+        for fid, frame in zip(frame_ids, method_frames):
             keep = data.points_in_volume(frame.points, cfg) & (frame.point_labels > 0)
             pt_pred, vox_pred = method(frame, frame.points[keep])
             one = IoUAccumulator(cfg.num_classes)
@@ -174,7 +181,9 @@ def main(argv: list[str] | None = None) -> int:
                        "points": "labelled Pandar64 returns inside the grid; IGNORE classes excluded",
                        "voxels": "dense labels accumulated from the validation sweeps (dense_labels.py)"},
               "checkpoints": {k: {"path": path, "info": info} for k, (_, path, info) in models.items()},
-              "methods": score(methods, val_frames, args.val_frames, cfg)}
+              "methods": score(methods, val_frames, args.val_frames, cfg, frames_at=lambda w, h: real_data.load_frames(
+                  replace(cfg, image_width=w, image_height=h), args.val_frames, args.data_root,
+                  cache_root=args.cache_dir))}
     args.out_dir.mkdir(parents=True, exist_ok=True)
     if not args.skip_box_check:
         check = box_check(camera)

@@ -8,6 +8,7 @@ whose source class has no counterpart (it counts in no metric and no loss).
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -53,9 +54,15 @@ class Frame:
             extra["voxel_labels"] = _store_labels(self.voxel_labels)
         if self.ego2world is not None:
             extra["ego2world"] = self.ego2world
-        np.savez_compressed(path, camera_names=np.array(self.camera_names), images=self.images,
-                            intrinsics=self.intrinsics, cam2ego=self.cam2ego,
-                            points=self.points.astype(np.float32), stamp_ns=np.int64(self.stamp_ns), **extra)
+        # Written beside the target and renamed into place: two training processes filling the same cache
+        # (one run each, started together) must never read each other's half-written file.
+        path = Path(path)
+        partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
+        with open(partial, "wb") as f:
+            np.savez_compressed(f, camera_names=np.array(self.camera_names), images=self.images,
+                                intrinsics=self.intrinsics, cam2ego=self.cam2ego,
+                                points=self.points.astype(np.float32), stamp_ns=np.int64(self.stamp_ns), **extra)
+        os.replace(partial, path)
 
     @classmethod
     def load(cls, path: str | Path) -> "Frame":

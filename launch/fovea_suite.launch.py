@@ -19,5 +19,5 @@ def generate_launch_description():
         DeclareLaunchArgument("use_sim_time", default_value="false", description="true when replaying bags"),
         DeclareLaunchArgument("autostart", default_value="true",
                               description="false: the manager waits for a STARTUP call on manage_nodes"),
-        OpaqueFunction(function=lambda context: graph_nodes(context, manager=MANAGER)),
+        OpaqueFunction(function=graph_nodes, kwargs={"manager": MANAGER}),
     ])

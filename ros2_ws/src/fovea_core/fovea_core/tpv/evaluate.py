@@ -18,6 +18,7 @@ Writes ``eval.json`` and PNG plots into ``--out-dir``.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 import time
@@ -181,9 +182,9 @@ def main(argv: list[str] | None = None) -> int:
                        "points": "labelled Pandar64 returns inside the grid; IGNORE classes excluded",
                        "voxels": "dense labels accumulated from the validation sweeps (dense_labels.py)"},
               "checkpoints": {k: {"path": path, "info": info} for k, (_, path, info) in models.items()},
-              "methods": score(methods, val_frames, args.val_frames, cfg, frames_at=lambda w, h: real_data.load_frames(
-                  replace(cfg, image_width=w, image_height=h), args.val_frames, args.data_root,
-                  cache_root=args.cache_dir))}
+              "methods": score(methods, val_frames, args.val_frames, cfg, frames_at=functools.cache(
+                  lambda w, h: real_data.load_frames(replace(cfg, image_width=w, image_height=h), args.val_frames,
+                                                     args.data_root, cache_root=args.cache_dir)))}
     args.out_dir.mkdir(parents=True, exist_ok=True)
     if not args.skip_box_check:
         check = box_check(camera)

@@ -71,8 +71,8 @@ def main() -> None:
     parser.add_argument("--out", default=str(ROOT / "bags" / "pandaset_002"))
     parser.add_argument("--data-root", type=Path, default=None, help="default: shared/data/tpv/pandaset_002")
     parser.add_argument("--frames", type=int, nargs="+", default=list(FRAMES))
-    parser.add_argument("--width", type=int, default=256)
-    parser.add_argument("--height", type=int, default=144)
+    parser.add_argument("--width", type=int, default=384)  # the node model's input size: no up-scaling
+    parser.add_argument("--height", type=int, default=216)
     args = parser.parse_args()
     out = Path(args.out)
     if out.exists():

@@ -52,7 +52,8 @@ def voxel_node(peer, start_python):
     # The node's own count, not the outputs seen here: a warm-up it processed before its publisher had
     # matched ours is counted there but never arrives (CI saw processed one higher than the outputs)
     diagnostics.clear()
-    reports = lambda: sum(s.name == "fovea/voxel_filter" for d in diagnostics for s in d.status)  # noqa: E731
+    def reports() -> int:
+        return sum(s.name == "fovea/voxel_filter" for d in diagnostics for s in d.status)
     assert peer.wait_for(lambda: reports() >= 2, 5), "no diagnostics after the warm-up"
     warm_up = int(last_values(peer, diagnostics, lambda v: "processed" in v)["processed"])
     return pub, outputs, diagnostics, proc, warm_up
